@@ -1,0 +1,57 @@
+# Stratastream — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY        ?= python3.11
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+# The CPU wheel of torch lies on the build machines' disk; pinning it here keeps
+# pip from pulling a multi-GB CUDA build. GPU users: see README "GPU".
+TORCH_PIN ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps run test lint bench clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11+ is required)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[trainer,test,bench]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with all extras
+
+system-deps: ## Install Debian tools the tests use as independent clients (kcat, prometheus)
+	@missing=""; for b in kcat prometheus promtool; do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -q kcat prometheus >/dev/null || \
+	      { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q kcat prometheus >/dev/null; }; \
+	  else echo "warning: apt-get not available; install kcat and prometheus yourself"; fi; \
+	fi
+
+run: install ## Run the embedded demo (broker, worker, producer, trainer) with a summary
+	$(BIN)/python -m streamproc.cli demo
+
+test: install system-deps ## Install, then run the whole test suite (pytest exit 5 = no tests = failure)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+lint: install ## Ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install ## Run the benchmarks; results go to benchmarks/results/
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,35 @@
+"""Per-label reservoir sampling in numba: pure numpy, no I/O.
+
+Public API: :class:`LabelReservoirs`, :class:`QuotaPolicy`, :class:`UpdateResult`,
+:class:`RetainedItems`, :class:`BalanceReport`, :func:`expand_labels`,
+:func:`balance_ratio`, :func:`jaccard_stability`, and the error classes.
+"""
+
+from .balance import BalanceReport, balance_ratio, jaccard_stability
+from .errors import (
+    ConfigError,
+    InputError,
+    LabelOverflowError,
+    StateError,
+    StratastreamError,
+)
+from .multilabel import LabelRows, expand_labels
+from .quota import QuotaPolicy
+from .reservoirs import LabelReservoirs, RetainedItems, UpdateResult
+
+__all__ = [
+    "BalanceReport",
+    "ConfigError",
+    "InputError",
+    "LabelOverflowError",
+    "LabelReservoirs",
+    "LabelRows",
+    "QuotaPolicy",
+    "RetainedItems",
+    "StateError",
+    "StratastreamError",
+    "UpdateResult",
+    "balance_ratio",
+    "expand_labels",
+    "jaccard_stability",
+]

@@ -1,0 +1,131 @@
+"""Versioned, checksummed binary form of :class:`LabelReservoirs`.
+
+Layout (little endian)::
+
+    magic   16 bytes  b"STRATA-LRES\\0\\0\\0\\0\\0"
+    version u16
+    meta    u32 length + UTF-8 JSON (mode, half_life, seed, time_origin, policy, names, boosted)
+    labels  L x (fill i64, tau f64, seen i64, seen_w f64)        L = policy.max_labels
+    items   u64 count n, then label i32[n], key u64[n], prio f64[n], base f64[n], ts f64[n]
+    crc32   u32 over everything before it
+
+Items are written in canonical order, so equal states give equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import StateError
+from .quota import QuotaPolicy
+
+if TYPE_CHECKING:
+    from .reservoirs import LabelReservoirs
+
+MAGIC = b"STRATA-LRES\0\0\0\0\0"
+VERSION = 1
+_HEAD = struct.Struct("<16sHI")
+
+
+def dump(r: LabelReservoirs) -> bytes:
+    meta = {
+        "mode": r.mode,
+        "half_life": r.half_life,
+        "seed": str(r.seed),
+        "time_origin": r.time_origin,
+        "policy": r.policy.to_dict(),
+        "names": r.names,
+        "boosted": sorted(r.boosted),
+    }
+    mb = json.dumps(meta, sort_keys=True).encode()
+    lab, key, prio, base, ts = r._raw_items()
+    order = np.lexsort((key, prio, lab))
+    parts = [
+        _HEAD.pack(MAGIC, VERSION, len(mb)),
+        mb,
+        r._fill.astype("<i8").tobytes(),
+        r._tau.astype("<f8").tobytes(),
+        r._seen.astype("<i8").tobytes(),
+        r._seen_w.astype("<f8").tobytes(),
+        struct.pack("<Q", order.shape[0]),
+        lab[order].astype("<i4").tobytes(),
+        key[order].astype("<u8").tobytes(),
+        prio[order].astype("<f8").tobytes(),
+        base[order].astype("<f8").tobytes(),
+        ts[order].astype("<f8").tobytes(),
+    ]
+    body = b"".join(parts)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def load(data: bytes) -> LabelReservoirs:
+    from .reservoirs import LabelReservoirs
+
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise StateError(f"LabelReservoirs.from_bytes: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _HEAD.size + 4 or data[:16] != MAGIC:
+        raise StateError("LabelReservoirs.from_bytes: not a LabelReservoirs state (bad magic)")
+    _, version, mlen = _HEAD.unpack_from(data, 0)
+    if version != VERSION:
+        raise StateError(
+            f"LabelReservoirs.from_bytes: unsupported version {version} (this build reads {VERSION})"
+        )
+    (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+    if zlib.crc32(data[:-4]) != crc:
+        raise StateError("LabelReservoirs.from_bytes: corrupt state (checksum mismatch)")
+    pos = _HEAD.size
+    try:
+        meta = json.loads(data[pos : pos + mlen])
+        pos += mlen
+        r = LabelReservoirs(
+            QuotaPolicy.from_dict(meta["policy"]),
+            meta["mode"],
+            meta["half_life"],
+            int(meta["seed"]),
+            meta["time_origin"],
+        )
+        L = r.policy.max_labels
+        names = meta["names"]
+        if len(names) != L:
+            raise StateError(f"names has {len(names)} entries, policy.max_labels is {L}")
+
+        def take(dtype: str, n: int) -> np.ndarray:
+            nonlocal pos
+            size = np.dtype(dtype).itemsize * n
+            if pos + size > len(data) - 4:
+                raise StateError("truncated")
+            out = np.frombuffer(data, dtype=dtype, count=n, offset=pos).astype(dtype[1:])
+            pos += size
+            return out
+
+        fill = take("<i8", L)
+        r._tau = take("<f8", L).copy()
+        r._seen = take("<i8", L).copy()
+        r._seen_w = take("<f8", L).copy()
+        (n,) = struct.unpack_from("<Q", data, pos)
+        pos += 8
+        lab, key = take("<i4", n), take("<u8", n)
+        prio, base, ts = take("<f8", n), take("<f8", n), take("<f8", n)
+        if pos != len(data) - 4:
+            raise StateError(f"{len(data) - 4 - pos} unexpected trailing bytes")
+    except StateError as e:
+        raise StateError(f"LabelReservoirs.from_bytes: {e}") from None
+    except (KeyError, TypeError, ValueError, struct.error) as e:
+        raise StateError(f"LabelReservoirs.from_bytes: malformed state ({e})") from None
+    for lid, name in enumerate(names):
+        if name is not None:
+            r.names[lid] = name
+            r._ids[name] = lid
+    r.boosted = set(meta["boosted"])
+    if n and (lab.min() < 0 or lab.max() >= L or any(r.names[i] is None for i in np.unique(lab))):
+        raise StateError("LabelReservoirs.from_bytes: item labels outside the registered labels")
+    r._install_items(lab, key, prio, base, ts)
+    if not np.array_equal(r._fill, fill):
+        raise StateError("LabelReservoirs.from_bytes: per-label fill does not match the items")
+    return r
