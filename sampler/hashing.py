@@ -45,7 +45,7 @@ def label_salt(label, seed):
 def draw_uniform(event_key, salt):
     """A uniform double in the open interval (0, 1) from a 64-bit key and a salt."""
     h = mix64(np.uint64(event_key) + np.uint64(salt))
-    return (np.float64(h >> _S11) + 0.5) * _INV53
+    return (np.float64(np.int64(h >> _S11)) + 0.5) * _INV53
 
 
 # ---- pure-Python twins (reference implementation, used by tests and docs) ----

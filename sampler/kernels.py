@@ -118,10 +118,20 @@ def _sift_down(hp, prio, o, n, pos):
             break
 
 
+# Decayed mode rejects most events without logarithms: for a label with threshold tau,
+# an event is rejected when u <= U(x) = exp(-exp(-x)), x = tau - base. U(x) is cached per
+# label at xcut = x - CUT_MARGIN and reused while xcut <= x <= xcut + CUT_REFRESH (tau grows; base grows
+# with time, so the cache lasts CUT_MARGIN / lam seconds of stream time). The margin keeps
+# the shortcut conservative under rounding: it never rejects an event the exact test keeps.
+CUT_MARGIN = 1e-3
+# ...and refreshed once tau has grown by more than this, so the cut stays tight.
+CUT_REFRESH = 0.02
+
+
 @njit(cache=True)
 def update_kernel(
     labels, ts, ekeys, weights, has_w, start, mode, lam, t0,
-    cap, off, fill, thr, tau, seen, seen_w, salt,
+    cap, off, fill, thr, tau, xcut, ucut, seen, seen_w, salt,
     hp, prio, base, key, lab, its, src, tab,
     ev_key, ev_lab, n_ev,
 ):  # fmt: skip
@@ -155,18 +165,28 @@ def update_kernel(
             return i, STATUS_BAD_TIMESTAMP
         k = ekeys[i]
         u = draw_uniform(k, salt[l])
+        seen[l] += 1
+        seen_w[l] += w
+        tl = tau[l]
         if mode == MODE_UNIFORM:
+            if u <= tl:
+                continue  # below a rejected priority, so below the threshold too
             p = u
             b = 0.0
         else:
             b = lam * (t - t0)
             if has_w:
                 b += np.log(w)
+            if tl > -np.inf:
+                x = tl - b
+                if x < xcut[l] or x > xcut[l] + CUT_REFRESH:
+                    xcut[l] = x - CUT_MARGIN
+                    ucut[l] = np.exp(-np.exp(-xcut[l]))
+                if u <= ucut[l]:
+                    continue
             p = b - np.log(-np.log(u))
-        seen[l] += 1
-        seen_w[l] += w
         if p <= thr[l]:
-            if p > tau[l]:
+            if p > tl:
                 tau[l] = p
             continue
         if table_find(tab, lab, key, l, k) >= 0:
@@ -202,6 +222,18 @@ def update_kernel(
             thr[l] = prio[hp[o]]
     n_ev[0] = ne
     return n, STATUS_DONE
+
+
+@njit(cache=True)
+def unregistered_labels(labels, start, cap):
+    """Distinct in-range label ids of ``labels[start:]`` whose capacity is still 0."""
+    L = cap.shape[0]
+    hit = np.zeros(L, dtype=np.bool_)
+    for i in range(start, labels.shape[0]):
+        l = labels[i]
+        if 0 <= l < L and cap[l] == 0:
+            hit[l] = True
+    return np.flatnonzero(hit)
 
 
 @njit(cache=True)

@@ -117,6 +117,8 @@ class LabelReservoirs:
         self._salt = np.array([label_salt(l, seed) for l in range(L)], dtype=np.uint64)
         self._off = np.zeros(L, dtype=np.int64)
         self._thr = np.full(L, -np.inf)
+        self._xcut = np.full(L, np.inf)  # decayed-mode rejection cache (see kernels)
+        self._ucut = np.zeros(L)
         self._hp = np.zeros(0, dtype=np.int64)
         self._prio = np.zeros(0)
         self._base = np.zeros(0)
@@ -176,9 +178,7 @@ class LabelReservoirs:
 
     def _activate_many(self, labels: np.ndarray) -> None:
         """Register every unseen label id of the rest of a batch with one relayout."""
-        ids = np.unique(labels)
-        ids = ids[(ids >= 0) & (ids < self.policy.max_labels)]
-        new = [int(i) for i in ids if self.names[i] is None]
+        new = [int(i) for i in K.unregistered_labels(labels, 0, self._cap)]
         for lid in new:
             name = str(lid)
             if name in self._ids:
@@ -228,6 +228,7 @@ class LabelReservoirs:
             self._lab, self._ts, self._src, ev.keys, ev.labels, ev.count,
         )  # fmt: skip
         self._cap = new_cap.astype(np.int64)
+        self._xcut[:] = np.inf
         self._rebuild_table()
 
     def _used_mask(self) -> np.ndarray:
@@ -273,7 +274,7 @@ class LabelReservoirs:
             pos, status = K.update_kernel(
                 labels, timestamps, event_keys, w, has_w, pos, self._mode_code, self._lam,
                 self.time_origin, self._cap, self._off, self._fill, self._thr, self._tau,
-                self._seen, self._seen_w, self._salt, self._hp, self._prio, self._base,
+                self._xcut, self._ucut, self._seen, self._seen_w, self._salt, self._hp, self._prio, self._base,
                 self._key, self._lab, self._ts, self._src, self._tab, ev.keys, ev.labels, ev.count,
             )  # fmt: skip
             if status == K.STATUS_DONE:

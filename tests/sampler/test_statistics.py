@@ -98,3 +98,18 @@ def test_horvitz_thompson_recovers_counts() -> None:
         mean = np.mean(errs, axis=0)
         # the mean of 60 estimates is within 5% of the truth for every label
         assert np.all(np.abs(mean) < 0.05), (mode, mean)
+
+
+def test_algorithm_l_inclusion_is_uniform() -> None:
+    from sampler.skip import SkipReservoirs
+
+    n, k = 40, 8
+    r = SkipReservoirs(k=k, n_labels=TRIALS, seed=3)
+    # trial t is label t; each label sees n events in turn
+    r.update(np.tile(np.arange(TRIALS, dtype=np.int32), n))
+    pos = r.positions.reshape(TRIALS, k)
+    event_index = pos // TRIALS  # which of the label's n events
+    counts = np.bincount(event_index.ravel(), minlength=n)
+    expected = TRIALS * k / n
+    chi2 = float(((counts - expected) ** 2 / expected).sum()) / (1 - k / n)
+    assert stats.chi2.sf(chi2, df=n - 1) > 1e-3, counts
