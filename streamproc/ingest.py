@@ -1,0 +1,224 @@
+"""The worker's hot path: batch consume from Kafka (confluent-kafka), decode, validate,
+sample, checkpoint, export shards. Runs in one thread; no Faust event per message.
+
+Per consumed batch: messages are grouped by partition and handed to that partition's
+:class:`PartitionProcessor`; rejects go to the dead-letter topic with headers
+``reason``, ``source_topic``, ``source_partition``, ``source_offset``. When a partition's
+checkpoint is due: (1) flush the producer (DLQ records durable), (2) write the RocksDB
+checkpoint atomically, (3) commit the next offset to Kafka.
+
+On assignment a partition resumes at the offset of its own checkpoint (never at a broker
+end offset); on revocation it is checkpointed and closed, so another worker takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .events import Reject
+from .processor import PartitionProcessor
+from .settings import Settings
+from .snapshot import Shard, build_snapshot, read_shard, shard_records, write_shard
+from .state import Checkpoint, RocksPartitionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    consumed: int = 0
+    rejected: int = 0
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
+    snapshots: list[str] = field(default_factory=list)
+    dlq_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def consumer_config(bootstrap: str, group_id: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        # librdkafka's default (1000 ms) stalls a busy consumer on the embedded broker
+        "fetch.queue.backoff.ms": 10,
+        "enable.partition.eof": False,
+    }
+
+
+class IngestLoop:
+    def __init__(self, settings: Settings, bootstrap: str, batch_size: int = 5_000,
+                 own_snapshot_timer: bool = True) -> None:
+        self.settings = settings
+        self.own_snapshot_timer = own_snapshot_timer
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.stats = IngestStats()
+        self.stop_event = threading.Event()
+        self.snapshot_requested = threading.Event()
+        self._limits = settings.limits()
+        self._sampler = settings.sampler_config()
+        self._scrub = settings.scrubber()
+        self._consumer = None
+        self._producer = None
+        self.last_progress = time.monotonic()
+
+    # ------------------------------------------------------------ partitions
+    def _store_path(self, p: int) -> Path:
+        return self.settings.state_dir / f"{self.settings.events_topic}-{p:05d}"
+
+    def _on_assign(self, consumer, partitions) -> None:
+        from confluent_kafka import TopicPartition
+
+        out = []
+        for tp in partitions:
+            proc = self._open_partition(tp.partition)
+            self.processors[tp.partition] = proc
+            out.append(TopicPartition(tp.topic, tp.partition, proc.next_offset))
+            log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
+        consumer.assign(out)
+
+    def _open_partition(self, p: int) -> PartitionProcessor:
+        """Local RocksDB state, or the partition's shard from the shared snapshot store when
+        that is newer (the partition last ran on another machine)."""
+        store = RocksPartitionStore(self._store_path(p))
+        ckpt = store.load_checkpoint()
+        shard = read_shard(self.settings.snapshot_dir / "shards", p)
+        if shard is not None and shard.next_offset > (ckpt.next_offset if ckpt else 0):
+            log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
+            store.close()
+            shutil.rmtree(self._store_path(p))
+            store = RocksPartitionStore(self._store_path(p))
+            store.write_checkpoint(Checkpoint(shard.reservoirs, shard.next_offset,
+                                              dict(shard.counters)), shard.records, set())
+        return PartitionProcessor(self.settings.events_topic, p, store, self._sampler,
+                                  self._limits, self._scrub)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        for tp in partitions:
+            proc = self.processors.pop(tp.partition, None)
+            if proc is not None:
+                self._checkpoint([proc])
+                proc.store.close()
+                log.info("revoked partition %d at offset %d", tp.partition, proc.next_offset)
+
+    # ------------------------------------------------------------ checkpoint
+    def _checkpoint(self, procs: list[PartitionProcessor]) -> None:
+        from confluent_kafka import TopicPartition
+
+        if not procs:
+            return
+        t = time.perf_counter()
+        remaining = self._producer.flush(30)  # (1) DLQ records are durable
+        if remaining:
+            raise RuntimeError(f"{remaining} dead-letter records not delivered; not committing")
+        tps = []
+        for proc in procs:
+            proc.checkpoint()  # (2) atomic RocksDB write batch
+            tps.append(TopicPartition(self.settings.events_topic, proc.partition, proc.next_offset))
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=False)  # (3)
+        except Exception as e:  # the checkpoint is the truth; a failed commit only costs a replay
+            log.warning("offset commit failed (state is checkpointed, replay is safe): %s", e)
+        self.stats.checkpoints += len(procs)
+        self.stats.checkpoint_seconds += time.perf_counter() - t
+
+    def _dead_letter(self, rejects: list[Reject]) -> None:
+        topic = self.settings.events_topic
+        for r in rejects:
+            self._producer.produce(
+                self.settings.dlq_topic, r.value, key=str(r.partition).encode(),
+                headers=[("reason", r.reason.encode()), ("source_topic", topic.encode()),
+                         ("source_partition", str(r.partition).encode()),
+                         ("source_offset", str(r.offset).encode())],
+            )
+            self.stats.dlq_by_reason[r.reason.split(":", 1)[0]] += 1
+            log.debug("dead-lettered %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
+        self._producer.poll(0)
+
+    # ------------------------------------------------------------ snapshots
+    def snapshot_now(self) -> str | None:
+        """Checkpoint owned partitions, export their shards, merge all shards."""
+        procs = list(self.processors.values())
+        self._checkpoint([p for p in procs if p.since_checkpoint])
+        shard_dir = self.settings.snapshot_dir / "shards"
+        for p in procs:
+            write_shard(shard_dir, Shard(p.partition, p.next_offset, p.counters,
+                                         p.reservoirs.to_bytes(),
+                                         shard_records(p.store, p.reservoirs)))
+        manifest = build_snapshot(shard_dir, self.settings.snapshot_dir,
+                                  self.settings.snapshot_retention)
+        if manifest is None:
+            return None
+        import orjson
+
+        self._producer.produce(self.settings.snapshots_topic, orjson.dumps({
+            "version": manifest.version, "parent": manifest.parent, "rows": manifest.rows,
+            "created_at": manifest.created_at, "source_offsets": manifest.source_offsets,
+            "path": str(self.settings.snapshot_dir / manifest.version),
+        }), key=manifest.version.encode())
+        self._producer.flush(30)
+        self.stats.snapshots.append(manifest.version)
+        log.info("snapshot %s: %d rows, balance %.2f", manifest.version, manifest.rows,
+                 manifest.balance_ratio)
+        return manifest.version
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        s = self.settings
+        self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        self._consumer = Consumer(consumer_config(self.bootstrap, s.group_id))
+        self._consumer.subscribe([s.events_topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        last_snapshot = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                msgs = self._consumer.consume(self.batch_size, 0.1)
+                self._handle(msgs)
+                due = [p for p in self.processors.values()
+                       if p.due(s.checkpoint_every_events, s.checkpoint_every_s)]
+                self._checkpoint(due)
+                if self.snapshot_requested.is_set() or (self.own_snapshot_timer and
+                        time.monotonic() - last_snapshot >= s.snapshot_every_s):
+                    self.snapshot_requested.clear()
+                    last_snapshot = time.monotonic()
+                    self.snapshot_now()
+            self._checkpoint(list(self.processors.values()))
+        finally:
+            self._consumer.close()  # revokes -> final checkpoints
+            self._producer.flush(30)
+            for p in self.processors.values():
+                p.store.close()
+            self.processors.clear()
+
+    def _handle(self, msgs) -> None:
+        by_part: dict[int, list] = defaultdict(list)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                log.warning("consumer error: %s", err)
+                continue
+            ts_type, ts_ms = m.timestamp()
+            by_part[m.partition()].append((m.offset(), m.value(), ts_ms / 1e3 if ts_type else None))
+        for part, batch in by_part.items():
+            proc = self.processors.get(part)
+            if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
+                continue
+            rejects = proc.process(batch)
+            self.stats.consumed += len(batch)
+            if rejects:
+                self.stats.rejected += len(rejects)
+                self._dead_letter(rejects)
+        if msgs:
+            self.last_progress = time.monotonic()

@@ -1,0 +1,145 @@
+"""One typed settings object, read from a TOML file and ``STRATA_*`` environment variables.
+
+Precedence: defaults < file (``--config`` or ``STRATA_CONFIG``) < environment < CLI flags.
+Every bad value raises :class:`ConfigError` naming the setting and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampler import QuotaPolicy
+from sampler.errors import ConfigError
+
+from .events import Limits
+from .processor import SamplerConfig
+
+
+@dataclass
+class Settings:
+    broker: str = "embedded"  # "embedded" or kafka://host:port[,host:port]
+    events_topic: str = "events"
+    dlq_topic: str = "events-dlq"
+    snapshots_topic: str = "snapshots"
+    partitions: int = 4
+    group_id: str = "stratastream"
+    state_dir: Path = Path("state")
+    snapshot_dir: Path = Path("snapshots")
+    checkpoint_every_events: int = 50_000
+    checkpoint_every_s: float = 5.0
+    snapshot_every_s: float = 10.0
+    snapshot_retention: int = 10
+    feature_dim: int = 4
+    max_event_bytes: int = 65_536
+    max_future_s: float = 3_600.0
+    sampler_mode: str = "uniform"
+    sampler_half_life_s: float = 0.0  # decayed mode only
+    sampler_seed: int = 0
+    multilabel: str = "primary"
+    min_capacity: int = 200
+    max_capacity: int = 2_000
+    boost_capacity: int = 5_000
+    global_cap: int = 100_000
+    max_labels: int = 256
+    on_label_overflow: str = "label"
+    pii_key: str = field(default="", repr=False)
+    pii_hash_fields: list[str] = field(default_factory=list)
+    pii_text_fields: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        positive = ("partitions", "checkpoint_every_events", "checkpoint_every_s",
+                    "snapshot_every_s", "snapshot_retention", "feature_dim", "max_event_bytes",
+                    "max_future_s")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.multilabel not in ("primary", "split"):
+            raise ConfigError(f"multilabel: must be 'primary' or 'split', got {self.multilabel!r}")
+        if not (self.broker == "embedded" or self.broker.startswith("kafka://")):
+            raise ConfigError(f"broker: expected 'embedded' or kafka://host:port, got {self.broker!r}")
+        self.sampler_config()  # validates the sampler settings
+        if (self.pii_hash_fields or self.pii_text_fields) and len(self.pii_key) < 16:
+            raise ConfigError("pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields "
+                              "are configured")
+
+    @property
+    def bootstrap(self) -> str:
+        if self.broker == "embedded":
+            raise ConfigError("broker: 'embedded' has no address until the broker is started")
+        return self.broker.removeprefix("kafka://")
+
+    def limits(self) -> Limits:
+        return Limits(self.feature_dim, self.max_event_bytes, self.max_future_s)
+
+    def sampler_config(self) -> SamplerConfig:
+        policy = QuotaPolicy(min_capacity=self.min_capacity, max_capacity=self.max_capacity,
+                             boost_capacity=self.boost_capacity, global_cap=self.global_cap,
+                             max_labels=self.max_labels, on_overflow=self.on_label_overflow)
+        hl = self.sampler_half_life_s if self.sampler_mode == "decayed" else None
+        cfg = SamplerConfig(policy, self.sampler_mode, hl, self.sampler_seed, self.multilabel)
+        cfg.new()
+        return cfg
+
+    def scrubber(self):
+        from .pii import PiiScrubber
+
+        if not (self.pii_hash_fields or self.pii_text_fields):
+            return None
+        return PiiScrubber(self.pii_key.encode(), tuple(self.pii_hash_fields),
+                           tuple(self.pii_text_fields))
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,
+             **overrides: Any) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        path = path or env.get("STRATA_CONFIG")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if path:
+            try:
+                doc = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"config file {path}: {e}") from e
+            unknown = set(doc) - names
+            if unknown:
+                raise ConfigError(f"config file {path}: unknown setting(s) {sorted(unknown)}")
+            values.update(doc)
+        for name in names:
+            v = env.get(f"STRATA_{name.upper()}")
+            if v is not None:
+                values[name] = v
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(name: str, typ: Any, value: Any) -> Any:
+    t = str(typ)
+    try:
+        if t == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if t == "float":
+            return float(value)
+        if t == "Path":
+            return Path(value)
+        if t == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if t == "list[str]":
+            if isinstance(value, str):
+                return [x.strip() for x in value.split(",") if x.strip()]
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {t}, got {value!r}") from None
+    return value

@@ -1,0 +1,220 @@
+"""Balanced, versioned training snapshots: Parquet data + a JSON manifest.
+
+Workers export one *shard* per source partition (its serialized reservoirs, the next
+source offset, counters, and the payload records of the retained events). A snapshot
+merges the shards of all partitions exactly (see :func:`sampler.merge`), so the result
+does not depend on how partitions were spread over workers, and writes::
+
+    <store>/<version>/data.parquet      label, labels, ts, features, payload, id,
+                                        partition, offset, inclusion, ht_weight
+    <store>/<version>/manifest.json     SnapshotManifest
+    <store>/LATEST                      the newest version id
+
+``version`` is a content hash of the data, ``parent`` the previous version. Files are
+written to a temporary directory and renamed into place, so readers never see a half
+snapshot. The oldest versions beyond ``retention`` are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import msgspec
+import orjson
+
+from sampler import LabelReservoirs, balance_ratio
+from sampler.errors import StateError
+
+from .state import payload_key
+
+
+class Shard(msgspec.Struct):
+    partition: int
+    next_offset: int
+    counters: dict
+    reservoirs: bytes
+    records: dict[bytes, bytes]
+
+
+@dataclass
+class SnapshotManifest:
+    version: str
+    parent: str | None
+    created_at: float
+    rows: int
+    seen: dict[str, int]
+    retained: dict[str, int]
+    balance_ratio: float
+    source_offsets: dict[str, int]  # partition -> next offset reflected
+    counters: dict[str, int]
+    sampler: dict
+
+    @classmethod
+    def read(cls, path: Path) -> SnapshotManifest:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, TypeError, ValueError) as e:
+            raise StateError(f"snapshot manifest {path}: unreadable ({e})") from e
+
+
+def write_shard(shard_dir: Path, shard: Shard) -> Path:
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    path = shard_dir / f"p{shard.partition:05d}.shard"
+    _atomic_write(path, msgspec.msgpack.encode(shard))
+    return path
+
+
+def read_shard(shard_dir: Path, partition: int) -> Shard | None:
+    p = shard_dir / f"p{partition:05d}.shard"
+    if not p.exists():
+        return None
+    try:
+        return msgspec.msgpack.decode(p.read_bytes(), type=Shard)
+    except msgspec.DecodeError as e:
+        raise StateError(f"shard {p}: corrupt ({e})") from e
+
+
+def read_shards(shard_dir: Path) -> list[Shard]:
+    out = []
+    for p in sorted(shard_dir.glob("p*.shard")):
+        try:
+            out.append(msgspec.msgpack.decode(p.read_bytes(), type=Shard))
+        except msgspec.DecodeError as e:
+            raise StateError(f"shard {p}: corrupt ({e})") from e
+    return out
+
+
+def build_snapshot(shard_dir: Path, store: Path, retention: int = 10) -> SnapshotManifest | None:
+    """Merge all shards into a new snapshot version; None when there is nothing new."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = read_shards(shard_dir)
+    if not shards:
+        return None
+    merged: LabelReservoirs | None = None
+    records: dict[bytes, bytes] = {}
+    counters: dict[str, int] = {}
+    for s in shards:
+        r = LabelReservoirs.from_bytes(s.reservoirs)
+        merged = r if merged is None else merged.merge(r)
+        records.update(s.records)
+        for k, v in s.counters.items():
+            counters[k] = counters.get(k, 0) + int(v)
+    assert merged is not None
+    it = merged.items()
+    names = merged.names
+    cols: dict[str, list] = {k: [] for k in ("label", "labels", "ts", "features", "payload",
+                                               "id", "partition", "offset")}
+    for lid, key in zip(it.labels.tolist(), it.keys.tolist(), strict=True):
+        rec = records.get(payload_key(names[lid], key))
+        if rec is None:
+            raise StateError(f"snapshot: no payload record for label {names[lid]!r} key {key}")
+        head, _, payload = rec.partition(b"\n")
+        h = orjson.loads(head)
+        cols["label"].append(names[lid])
+        cols["labels"].append(h["labels"])
+        cols["ts"].append(h["ts"])
+        cols["features"].append(h["features"])
+        cols["payload"].append(payload.decode())
+        cols["id"].append(h["id"])
+        cols["partition"].append(h["partition"])
+        cols["offset"].append(h["offset"])
+    dim = len(cols["features"][0]) if cols["features"] else 0
+    table = pa.table({
+        **{k: cols[k] for k in ("label", "labels", "ts")},
+        "features": pa.array(cols["features"], type=pa.list_(pa.float32(), dim)),
+        **{k: cols[k] for k in ("payload", "id")},
+        "partition": pa.array(cols["partition"], pa.int32()),
+        "offset": pa.array(cols["offset"], pa.int64()),
+        "inclusion": it.inclusion,
+        "ht_weight": it.ht_weights,
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    offsets = {str(s.partition): s.next_offset for s in shards}
+    version = hashlib.sha256(data + orjson.dumps(offsets, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    store.mkdir(parents=True, exist_ok=True)
+    parent = latest_version(store)
+    if parent == version:
+        return None
+    retained = merged.retained_counts()
+    manifest = SnapshotManifest(
+        version=version, parent=parent, created_at=time.time(), rows=table.num_rows,
+        seen=merged.seen_counts(), retained=retained, balance_ratio=balance_ratio(retained),
+        source_offsets=offsets, counters=counters,
+        sampler={"mode": merged.mode, "half_life": merged.half_life, "seed": merged.seed,
+                 "policy": merged.policy.to_dict()},
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=store))
+    (tmp / "data.parquet").write_bytes(data)
+    (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    final = store / version
+    if final.exists():
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, final)
+    _atomic_write(store / "LATEST", version.encode())
+    _apply_retention(store, retention)
+    return manifest
+
+
+def latest_version(store: Path) -> str | None:
+    p = store / "LATEST"
+    return p.read_text().strip() if p.exists() else None
+
+
+def list_snapshots(store: Path) -> list[SnapshotManifest]:
+    out = [SnapshotManifest.read(m) for m in store.glob("*/manifest.json")
+           if not m.parent.name.startswith(".")]
+    return sorted(out, key=lambda m: m.created_at)
+
+
+def load_table(store: Path, version: str | None = None):
+    import pyarrow.parquet as pq
+
+    version = version or latest_version(store)
+    if version is None:
+        raise StateError(f"snapshot store {store}: no snapshots yet")
+    path = store / version / "data.parquet"
+    if not path.exists():
+        raise StateError(f"snapshot store {store}: no version {version!r}")
+    return pq.read_table(path)
+
+
+def _apply_retention(store: Path, retention: int) -> None:
+    snaps = list_snapshots(store)
+    for m in snaps[: max(0, len(snaps) - retention)]:
+        shutil.rmtree(store / m.version, ignore_errors=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_records(store, reservoirs: LabelReservoirs) -> dict[bytes, bytes]:
+    """Payload records of every retained item, read from a partition store."""
+    it = reservoirs.items()
+    keys = [payload_key(reservoirs.names[l], k)
+            for l, k in zip(it.labels.tolist(), it.keys.tolist(), strict=True)]
+    vals = store.get_many(keys)
+    missing = [k for k, v in zip(keys, vals, strict=True) if v is None]
+    if missing:
+        raise StateError(f"partition store: {len(missing)} retained items lack payload records")
+    return dict(zip(keys, vals, strict=True))
+
+
