@@ -156,7 +156,7 @@ class IngestLoop:
                                          p.reservoirs.to_bytes(),
                                          shard_records(p.store, p.reservoirs)))
         manifest = build_snapshot(shard_dir, self.settings.snapshot_dir,
-                                  self.settings.snapshot_retention)
+                                  self.settings.snapshot_retention, self.settings.partitions)
         if manifest is None:
             return None
         import orjson

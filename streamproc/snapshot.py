@@ -92,13 +92,20 @@ def read_shards(shard_dir: Path) -> list[Shard]:
     return out
 
 
-def build_snapshot(shard_dir: Path, store: Path, retention: int = 10) -> SnapshotManifest | None:
-    """Merge all shards into a new snapshot version; None when there is nothing new."""
+def build_snapshot(shard_dir: Path, store: Path, retention: int = 10,
+                   partitions: int | None = None) -> SnapshotManifest | None:
+    """Merge all shards into a new snapshot version.
+
+    Returns None when there is nothing new, or when ``partitions`` is given and some
+    partition has no shard yet (a snapshot always covers the whole topic).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     shards = read_shards(shard_dir)
     if not shards:
+        return None
+    if partitions is not None and {s.partition for s in shards} != set(range(partitions)):
         return None
     merged: LabelReservoirs | None = None
     records: dict[bytes, bytes] = {}

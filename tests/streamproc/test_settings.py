@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sampler.errors import ConfigError
+from streamproc.settings import Settings
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('partitions = 8\nmax_capacity = 500\nevents_topic = "logs"\n')
+    s = Settings.load(cfg, env={"STRATA_MAX_CAPACITY": "700"}, partitions=2)
+    assert (s.partitions, s.max_capacity, s.events_topic) == (2, 700, "logs")
+    assert s.sampler_config().policy.max_capacity == 700
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"STRATA_PARTITIONS": "four"}, "partitions: expected int, got 'four'"),
+    ({"STRATA_PARTITIONS": "0"}, "partitions: must be > 0"),
+    ({"STRATA_MULTILABEL": "all"}, "multilabel: must be 'primary' or 'split'"),
+    ({"STRATA_BROKER": "localhost:9092"}, "broker: expected 'embedded' or kafka://"),
+    ({"STRATA_MIN_CAPACITY": "5000"}, "min_capacity"),
+    ({"STRATA_SAMPLER_MODE": "decayed"}, "half_life"),
+    ({"STRATA_PII_HASH_FIELDS": "user"}, "pii_key"),
+])
+def test_bad_values_name_the_setting(env, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Settings.load(env=env)
+
+
+def test_bad_file_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("partitons = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['partitons'\]"):
+        Settings.load(cfg, env={})
+    cfg.write_text("partitions = \n")
+    with pytest.raises(ConfigError, match="config file"):
+        Settings.load(cfg, env={})
+    with pytest.raises(ConfigError, match="config file"):
+        Settings.load(tmp_path / "missing.toml", env={})
