@@ -48,22 +48,40 @@ def algorithm_r_python(labels: list[int], k: int, n_labels: int, seed: int) -> l
 
 def main(n: int = 10_000_000, n_labels: int = 50, k: int = 1_000, slice_n: int = 1_000_000):
     labels, ts, keys = make_stream(n, n_labels)
-    policy = QuotaPolicy(min_capacity=k, max_capacity=k, boost_capacity=k,
-                         global_cap=k * n_labels, max_labels=n_labels)
+    policy = QuotaPolicy(
+        min_capacity=k,
+        max_capacity=k,
+        boost_capacity=k,
+        global_cap=k * n_labels,
+        max_labels=n_labels,
+    )
     rows = []
 
     def add(name: str, events: int, seconds: float, **extra) -> None:
-        rows.append({"name": name, "events": events, "seconds": seconds,
-                     "events_per_s": events / seconds, **extra})
+        rows.append(
+            {
+                "name": name,
+                "events": events,
+                "seconds": seconds,
+                "events_per_s": events / seconds,
+                **extra,
+            }
+        )
 
     # memory-bandwidth reference: touch every input byte once
-    add("memory bandwidth (numpy reductions)", n,
-        best_of(lambda: (labels.sum(), keys.sum(), ts.sum())))
+    add(
+        "memory bandwidth (numpy reductions)",
+        n,
+        best_of(lambda: (labels.sum(), keys.sum(), ts.sum())),
+    )
 
-    for mode, hl, name in (("uniform", None, "numba keyed uniform (bottom-k)"),
-                           ("decayed", 3_600.0, "numba decayed (Efraimidis-Spirakis, log space)")):
-        LabelReservoirs(policy, mode=mode, half_life=hl).update(labels[:1000], ts[:1000],
-                                                                keys[:1000])  # JIT warm-up
+    for mode, hl, name in (
+        ("uniform", None, "numba keyed uniform (bottom-k)"),
+        ("decayed", 3_600.0, "numba decayed (Efraimidis-Spirakis, log space)"),
+    ):
+        LabelReservoirs(policy, mode=mode, half_life=hl).update(
+            labels[:1000], ts[:1000], keys[:1000]
+        )  # JIT warm-up
 
         def run(mode=mode, hl=hl):
             LabelReservoirs(policy, mode=mode, half_life=hl, seed=1).update(labels, ts, keys)
@@ -72,8 +90,11 @@ def main(n: int = 10_000_000, n_labels: int = 50, k: int = 1_000, slice_n: int =
 
     SkipReservoirs(k, n_labels).update(labels[:1000])
 
-    add("numba Algorithm L (keyless, geometric skips)", n,
-        best_of(lambda: SkipReservoirs(k, n_labels, seed=1).update(labels)))
+    add(
+        "numba Algorithm L (keyless, geometric skips)",
+        n,
+        best_of(lambda: SkipReservoirs(k, n_labels, seed=1).update(labels)),
+    )
 
     lab_list = labels[:slice_n].tolist()
     t = time.perf_counter()
@@ -97,8 +118,9 @@ def main(n: int = 10_000_000, n_labels: int = 50, k: int = 1_000, slice_n: int =
     for r in rows:
         r["ratio_vs_python_algorithm_r"] = r["events_per_s"] / base
     print_table(f"sampler: {n:,} events, {n_labels} Zipf labels, k={k}", rows, baseline)
-    path = write_result("sampler", {"events": n, "labels": n_labels, "k": k,
-                                    "baseline": baseline, "rows": rows})
+    path = write_result(
+        "sampler", {"events": n, "labels": n_labels, "k": k, "baseline": baseline, "rows": rows}
+    )
     print(f"wrote {path}")
     return rows
 

@@ -49,6 +49,11 @@ def print_table(title: str, rows: list[dict], baseline: str) -> None:
     for col in ("implementation", "events", "seconds", "events/s", f"× {baseline}"):
         t.add_column(col, justify="right" if col != "implementation" else "left")
     for r in rows:
-        t.add_row(r["name"], f"{r['events']:,}", f"{r['seconds']:.4f}",
-                  f"{r['events_per_s'] / 1e6:,.2f} M", f"{r['events_per_s'] / base:,.1f}")
+        t.add_row(
+            r["name"],
+            f"{r['events']:,}",
+            f"{r['seconds']:.4f}",
+            f"{r['events_per_s'] / 1e6:,.2f} M",
+            f"{r['events_per_s'] / base:,.1f}",
+        )
     Console().print(t)

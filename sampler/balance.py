@@ -54,8 +54,9 @@ class BalanceReport:
         seen = reservoirs.seen_counts()
         retained = reservoirs.retained_counts()
         items = reservoirs.items()
-        ht = np.bincount(items.labels, weights=items.ht_weights,
-                         minlength=reservoirs.policy.max_labels)
+        ht = np.bincount(
+            items.labels, weights=items.ht_weights, minlength=reservoirs.policy.max_labels
+        )
         total = float(ht.sum())
         prior = {n: (float(ht[reservoirs.label_id(n)]) / total if total else 0.0) for n in seen}
         return cls(seen, retained, reservoirs.capacities(), balance_ratio(retained), prior)

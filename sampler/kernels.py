@@ -73,10 +73,7 @@ def table_delete(tab, lab, key, i):
         s = tab[j] - 1
         h = np.int64(_slot_hash(lab[s], key[s]) & np.uint64(mask))
         # entry j may move to hole i unless its home h lies cyclically in (i, j]
-        if i <= j:
-            stays = i < h <= j
-        else:
-            stays = h > i or h <= j
+        stays = (i < h <= j) if i <= j else (h > i or h <= j)
         if stays:
             continue
         tab[i] = tab[j]
@@ -120,9 +117,9 @@ def _sift_down(hp, prio, o, n, pos):
 
 # Decayed mode rejects most events without logarithms: for a label with threshold tau,
 # an event is rejected when u <= U(x) = exp(-exp(-x)), x = tau - base. U(x) is cached per
-# label at xcut = x - CUT_MARGIN and reused while xcut <= x <= xcut + CUT_REFRESH (tau grows; base grows
-# with time, so the cache lasts CUT_MARGIN / lam seconds of stream time). The margin keeps
-# the shortcut conservative under rounding: it never rejects an event the exact test keeps.
+# label at xcut = x - CUT_MARGIN and reused while xcut <= x <= xcut + CUT_REFRESH (tau
+# grows; base grows with time, so the cache lasts CUT_MARGIN / lam seconds of stream
+# time). The margin keeps the shortcut conservative under rounding: it never rejects an event the exact test keeps.
 CUT_MARGIN = 1e-3
 # ...and refreshed once tau has grown by more than this, so the cut stays tight.
 CUT_REFRESH = 0.02

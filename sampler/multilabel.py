@@ -40,7 +40,9 @@ def expand_labels(
     if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[0] != 0:
         raise InputError("offsets: expected a 1-D array starting at 0")
     if offsets[-1] != label_ids.shape[0]:
-        raise InputError(f"offsets: last offset {offsets[-1]} != len(label_ids) {label_ids.shape[0]}")
+        raise InputError(
+            f"offsets: last offset {offsets[-1]} != len(label_ids) {label_ids.shape[0]}"
+        )
     counts = np.diff(offsets)
     if (counts < 1).any():
         raise InputError(f"label_ids: event {int(np.argmax(counts < 1))} has no label")

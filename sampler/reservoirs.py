@@ -38,7 +38,7 @@ from typing import Literal
 import numpy as np
 
 from . import kernels as K
-from .errors import ConfigError, InputError, LabelOverflowError, StateError
+from .errors import ConfigError, InputError, LabelOverflowError
 from .hashing import label_salt
 from .quota import QuotaPolicy
 
@@ -96,7 +96,9 @@ class LabelReservoirs:
         elif half_life is not None:
             raise ConfigError("LabelReservoirs.half_life applies only to mode='decayed'")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise ConfigError(f"LabelReservoirs.seed must be an integer in [0, 2**64), got {seed!r}")
+            raise ConfigError(
+                f"LabelReservoirs.seed must be an integer in [0, 2**64), got {seed!r}"
+            )
         if not math.isfinite(time_origin):
             raise ConfigError(f"LabelReservoirs.time_origin must be finite, got {time_origin!r}")
         self.mode = mode
@@ -161,7 +163,11 @@ class LabelReservoirs:
         if name in self._ids:
             return self._ids[name]
         free = [i for i, n in enumerate(self.names) if n is None]
-        reserve = 1 if self.policy.on_overflow == "label" and self.policy.overflow_label not in self._ids else 0
+        reserve = (
+            1
+            if self.policy.on_overflow == "label" and self.policy.overflow_label not in self._ids
+            else 0
+        )
         if len(free) <= reserve and name != self.policy.overflow_label:
             if self.policy.on_overflow == "error":
                 raise LabelOverflowError(
@@ -182,8 +188,10 @@ class LabelReservoirs:
         for lid in new:
             name = str(lid)
             if name in self._ids:
-                raise InputError(f"labels: id {lid} would be named {name!r}, already label id "
-                                 f"{self._ids[name]}; use encode() for named labels")
+                raise InputError(
+                    f"labels: id {lid} would be named {name!r}, already label id "
+                    f"{self._ids[name]}; use encode() for named labels"
+                )
             self.names[lid] = name
             self._ids[name] = lid
         self._relayout(self._allocation())
@@ -274,8 +282,9 @@ class LabelReservoirs:
             pos, status = K.update_kernel(
                 labels, timestamps, event_keys, w, has_w, pos, self._mode_code, self._lam,
                 self.time_origin, self._cap, self._off, self._fill, self._thr, self._tau,
-                self._xcut, self._ucut, self._seen, self._seen_w, self._salt, self._hp, self._prio, self._base,
-                self._key, self._lab, self._ts, self._src, self._tab, ev.keys, ev.labels, ev.count,
+                self._xcut, self._ucut, self._seen, self._seen_w, self._salt, self._hp,
+                self._prio, self._base, self._key, self._lab, self._ts, self._src, self._tab,
+                ev.keys, ev.labels, ev.count,
             )  # fmt: skip
             if status == K.STATUS_DONE:
                 break

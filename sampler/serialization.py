@@ -74,7 +74,8 @@ def load(data: bytes) -> LabelReservoirs:
     _, version, mlen = _HEAD.unpack_from(data, 0)
     if version != VERSION:
         raise StateError(
-            f"LabelReservoirs.from_bytes: unsupported version {version} (this build reads {VERSION})"
+            f"LabelReservoirs.from_bytes: unsupported version {version} "
+            f"(this build reads {VERSION})"
         )
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != crc:

@@ -79,20 +79,32 @@ class SkipReservoirs:
         self.fill = np.zeros(n_labels, dtype=np.int64)
         self.w = np.ones(n_labels)
         self.skip = np.zeros(n_labels, dtype=np.int64)
-        self.state = np.array([mix64(np.uint64(seed) + np.uint64(l + 1)) | np.uint64(1)
-                               for l in range(n_labels)], dtype=np.uint64)
+        self.state = np.array(
+            [mix64(np.uint64(seed) + np.uint64(l + 1)) | np.uint64(1) for l in range(n_labels)],
+            dtype=np.uint64,
+        )
         self.seen = np.zeros(n_labels, dtype=np.int64)
         self.positions = np.full(n_labels * k, -1, dtype=np.int64)
         self._consumed = 0
 
     def update(self, labels: np.ndarray) -> None:
         labels = np.ascontiguousarray(labels, dtype=np.int32)
-        stop = algorithm_l_kernel(labels, self._consumed, self.k, self.fill, self.w, self.skip,
-                                  self.state, self.seen, self.positions)
+        stop = algorithm_l_kernel(
+            labels,
+            self._consumed,
+            self.k,
+            self.fill,
+            self.w,
+            self.skip,
+            self.state,
+            self.seen,
+            self.positions,
+        )
         self._consumed += stop
         if stop != labels.shape[0]:
-            raise InputError(f"labels[{stop}] = {int(labels[stop])} is outside "
-                             f"[0, {self.fill.shape[0]})")
+            raise InputError(
+                f"labels[{stop}] = {int(labels[stop])} is outside [0, {self.fill.shape[0]})"
+            )
 
     def retained(self, label: int) -> np.ndarray:
         """Stream positions retained for a label, sorted."""

@@ -29,7 +29,7 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
         f"stratastream-{settings.group_id}",
         broker=f"kafka://{bootstrap}",
         web_port=web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         web_host="127.0.0.1",
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
@@ -94,6 +94,10 @@ def _status(loop: IngestLoop) -> dict:
         "rejected": s.rejected,
         "checkpoints": s.checkpoints,
         "snapshots": list(s.snapshots),
-        "partitions": {str(p): {"next_offset": proc.next_offset, **proc.counters}
-                       for p, proc in sorted(dict(loop.processors).items())},
+        "dlq_by_reason": dict(s.dlq_by_reason),
+        "labels": loop.summary,
+        "partitions": {
+            str(p): {"next_offset": proc.next_offset, **proc.counters}
+            for p, proc in sorted(dict(loop.processors).items())
+        },
     }

@@ -80,8 +80,11 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0)
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
-    new = [NewTopic(t, num_partitions=p, replication_factor=1)
-           for t, p in topics.items() if t not in existing]
+    new = [
+        NewTopic(t, num_partitions=p, replication_factor=1)
+        for t, p in topics.items()
+        if t not in existing
+    ]
     if not new:
         return
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
@@ -121,9 +124,19 @@ class EmbeddedBroker:
         self.log_path = self._log_dir / "tansu.log"
         out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         out.close()
@@ -132,7 +145,9 @@ class EmbeddedBroker:
         except BrokerError:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             self.stop()
-            raise BrokerError(f"embedded broker failed to start on {self.bootstrap}:\n{tail}") from None
+            raise BrokerError(
+                f"embedded broker failed to start on {self.bootstrap}:\n{tail}"
+            ) from None
         if self._proc.poll() is not None:
             raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
         log.info("embedded broker (Tansu) listening on %s", self.bootstrap)

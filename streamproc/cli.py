@@ -38,7 +38,8 @@ def _bootstrap(s: Settings) -> str:
         return f.read_text().strip()
     raise StratastreamError(
         "broker: 'embedded' but no embedded broker is running here; start one with "
-        "`streamproc broker` or pass --broker kafka://host:port (env STRATA_BROKER)")
+        "`streamproc broker` or pass --broker kafka://host:port (env STRATA_BROKER)"
+    )
 
 
 def cmd_broker(a: argparse.Namespace) -> int:
@@ -75,12 +76,22 @@ def cmd_produce(a: argparse.Namespace) -> int:
     from .produce import produce_synthetic
 
     s = _settings(a)
-    rep = produce_synthetic(_bootstrap(s), s.events_topic, n=a.events, n_labels=a.labels,
-                            feature_dim=s.feature_dim, malformed_frac=a.malformed,
-                            drift_at=a.drift_at, frame_rows=a.frame_rows, seed=a.seed,
-                            multilabel_frac=a.multilabel)
-    print(f"produced {rep.events:,} events in {rep.messages:,} messages "
-          f"({sum(rep.malformed.values()):,} malformed) in {rep.seconds:.1f}s")
+    rep = produce_synthetic(
+        _bootstrap(s),
+        s.events_topic,
+        n=a.events,
+        n_labels=a.labels,
+        feature_dim=s.feature_dim,
+        malformed_frac=a.malformed,
+        drift_at=a.drift_at,
+        frame_rows=a.frame_rows,
+        seed=a.seed,
+        multilabel_frac=a.multilabel,
+    )
+    print(
+        f"produced {rep.events:,} events in {rep.messages:,} messages "
+        f"({sum(rep.malformed.values()):,} malformed) in {rep.seconds:.1f}s"
+    )
     return 0
 
 
@@ -91,8 +102,10 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
     store = s.snapshot_dir
     if a.action == "list":
         for m in snap.list_snapshots(store):
-            print(f"{m.version}  parent={m.parent or '-':16}  rows={m.rows:>7}  "
-                  f"balance={m.balance_ratio:.2f}  offsets={m.source_offsets}")
+            print(
+                f"{m.version}  parent={m.parent or '-':16}  rows={m.rows:>7}  "
+                f"balance={m.balance_ratio:.2f}  offsets={m.source_offsets}"
+            )
         return 0
     version = a.version or snap.latest_version(store)
     if version is None:
@@ -101,8 +114,11 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
         import json
         from dataclasses import asdict
 
-        print(json.dumps(asdict(snap.SnapshotManifest.read(store / version / "manifest.json")),
-                         indent=2))
+        print(
+            json.dumps(
+                asdict(snap.SnapshotManifest.read(store / version / "manifest.json")), indent=2
+            )
+        )
         return 0
     table = snap.load_table(store, version)
     if not a.out:
@@ -123,8 +139,9 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
             for row in table.to_pylist():
                 f.write(orjson.dumps(row) + b"\n")
     else:
-        raise StratastreamError(f"snapshot export: --out must end in .parquet, .csv or .jsonl, "
-                                f"got {out.name!r}")
+        raise StratastreamError(
+            f"snapshot export: --out must end in .parquet, .csv or .jsonl, got {out.name!r}"
+        )
     print(f"exported {table.num_rows} rows of {version} to {out}")
     return 0
 
@@ -136,8 +153,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamproc", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="streamproc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -155,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a stream-processing worker (Faust app)")
     common(w)
     w.add_argument("--web-port", type=int, default=int(os.environ.get("STRATA_WEB_PORT", 6066)))
-    w.add_argument("--loglevel", default=os.environ.get("STRATA_LOGLEVEL", "info"),
-                   choices=["crit", "error", "warn", "info", "debug"])
+    w.add_argument(
+        "--loglevel",
+        default=os.environ.get("STRATA_LOGLEVEL", "info"),
+        choices=["crit", "error", "warn", "info", "debug"],
+    )
     w.set_defaults(fn=cmd_worker)
 
     pr = sub.add_parser("produce", help="produce synthetic log events")
@@ -189,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.partitions is not None and args.partitions <= 0:
         print("error: --partitions: must be > 0", file=sys.stderr)
         return 2

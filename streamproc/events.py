@@ -126,15 +126,18 @@ def validate(ev: RawEvent, limits: Limits, msg_ts: float | None) -> str | None:
     if not math.isfinite(ev.ts):
         return f"ts: not a finite number ({ev.ts!r})"
     if msg_ts is not None and ev.ts > msg_ts + limits.max_future_s:
-        return (f"ts: {ev.ts:.3f} is {ev.ts - msg_ts:.0f}s after the message timestamp "
-                f"(max_future_s={limits.max_future_s:g})")
+        return (
+            f"ts: {ev.ts:.3f} is {ev.ts - msg_ts:.0f}s after the message timestamp "
+            f"(max_future_s={limits.max_future_s:g})"
+        )
     if ev.label is not None and ev.labels is not None:
         return "label/labels: give one of them, not both"
     labels = [ev.label] if ev.label is not None else ev.labels
     if not labels:
         return "label: missing or empty (give 'label' or a non-empty 'labels')"
     if len(labels) > limits.max_labels_per_event:
-        return f"labels: {len(labels)} labels exceed max_labels_per_event={limits.max_labels_per_event}"
+        n, cap = len(labels), limits.max_labels_per_event
+        return f"labels: {n} labels exceed max_labels_per_event={cap}"
     for x in labels:
         if not x.strip():
             return "label: empty string"
@@ -168,8 +171,14 @@ def decode_batch(
             _decode_frame(topic, partition, offset, value, msg_ts, limits, scrub, cols, rejects)
             continue
         if len(value) > limits.max_event_bytes:
-            rejects.append(Reject(partition, offset, f"value: {len(value)} bytes exceed "
-                                  f"max_event_bytes={limits.max_event_bytes}", value[:1024]))
+            rejects.append(
+                Reject(
+                    partition,
+                    offset,
+                    f"value: {len(value)} bytes exceed max_event_bytes={limits.max_event_bytes}",
+                    value[:1024],
+                )
+            )
             continue
         try:
             ev = _decoder.decode(value)
@@ -220,7 +229,7 @@ class _Columns:
 
 def _decode_frame(topic, partition, offset, value, msg_ts, limits, scrub, cols, rejects) -> None:
     try:
-        fr = _frame_decoder.decode(value[len(FRAME_MAGIC):])
+        fr = _frame_decoder.decode(value[len(FRAME_MAGIC) :])
         ts = np.frombuffer(fr.ts, dtype="<f8")
         n = ts.shape[0]
         if fr.dim != limits.feature_dim:
@@ -260,15 +269,19 @@ def _decode_frame(topic, partition, offset, value, msg_ts, limits, scrub, cols, 
         if reason is None and scrub is not None:
             payload, reason = scrub(payload)
         if reason is not None:
-            row = msgspec.json.encode({"ts": float(ts[i]) if np.isfinite(ts[i]) else None,
-                                       "labels": labs, "row": i})
+            row = msgspec.json.encode(
+                {"ts": float(ts[i]) if np.isfinite(ts[i]) else None, "labels": labs, "row": i}
+            )
             rejects.append(Reject(partition, offset, f"frame row {i}: {reason}", row))
             continue
         eid = fr.ids[i] if fr.ids is not None else None
         cols.offs.append(offset)
         cols.ts.append(float(ts[i]))
-        cols.keys.append(event_key(topic, partition, offset, eid) if eid is not None
-                         else mix64_py(base + (i + 1) * 0x9E3779B97F4A7C15))
+        cols.keys.append(
+            event_key(topic, partition, offset, eid)
+            if eid is not None
+            else mix64_py(base + (i + 1) * 0x9E3779B97F4A7C15)
+        )
         cols.labels.append(list(labs))
         cols.feats.append(feats[i])
         cols.payloads.append(payload)

@@ -55,8 +55,13 @@ def consumer_config(bootstrap: str, group_id: str) -> dict:
 
 
 class IngestLoop:
-    def __init__(self, settings: Settings, bootstrap: str, batch_size: int = 5_000,
-                 own_snapshot_timer: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        batch_size: int = 5_000,
+        own_snapshot_timer: bool = True,
+    ) -> None:
         self.settings = settings
         self.own_snapshot_timer = own_snapshot_timer
         self.bootstrap = bootstrap
@@ -71,6 +76,8 @@ class IngestLoop:
         self._consumer = None
         self._producer = None
         self.last_progress = time.monotonic()
+        self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
+        self._summary_at = 0.0
 
     # ------------------------------------------------------------ partitions
     def _store_path(self, p: int) -> Path:
@@ -98,10 +105,14 @@ class IngestLoop:
             store.close()
             shutil.rmtree(self._store_path(p))
             store = RocksPartitionStore(self._store_path(p))
-            store.write_checkpoint(Checkpoint(shard.reservoirs, shard.next_offset,
-                                              dict(shard.counters)), shard.records, set())
-        return PartitionProcessor(self.settings.events_topic, p, store, self._sampler,
-                                  self._limits, self._scrub)
+            store.write_checkpoint(
+                Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)),
+                shard.records,
+                set(),
+            )
+        return PartitionProcessor(
+            self.settings.events_topic, p, store, self._sampler, self._limits, self._scrub
+        )
 
     def _on_revoke(self, consumer, partitions) -> None:
         for tp in partitions:
@@ -136,10 +147,15 @@ class IngestLoop:
         topic = self.settings.events_topic
         for r in rejects:
             self._producer.produce(
-                self.settings.dlq_topic, r.value, key=str(r.partition).encode(),
-                headers=[("reason", r.reason.encode()), ("source_topic", topic.encode()),
-                         ("source_partition", str(r.partition).encode()),
-                         ("source_offset", str(r.offset).encode())],
+                self.settings.dlq_topic,
+                r.value,
+                key=str(r.partition).encode(),
+                headers=[
+                    ("reason", r.reason.encode()),
+                    ("source_topic", topic.encode()),
+                    ("source_partition", str(r.partition).encode()),
+                    ("source_offset", str(r.offset).encode()),
+                ],
             )
             self.stats.dlq_by_reason[r.reason.split(":", 1)[0]] += 1
             log.debug("dead-lettered %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
@@ -152,24 +168,48 @@ class IngestLoop:
         self._checkpoint([p for p in procs if p.since_checkpoint])
         shard_dir = self.settings.snapshot_dir / "shards"
         for p in procs:
-            write_shard(shard_dir, Shard(p.partition, p.next_offset, p.counters,
-                                         p.reservoirs.to_bytes(),
-                                         shard_records(p.store, p.reservoirs)))
-        manifest = build_snapshot(shard_dir, self.settings.snapshot_dir,
-                                  self.settings.snapshot_retention, self.settings.partitions)
+            write_shard(
+                shard_dir,
+                Shard(
+                    p.partition,
+                    p.next_offset,
+                    p.counters,
+                    p.reservoirs.to_bytes(),
+                    shard_records(p.store, p.reservoirs),
+                ),
+            )
+        manifest = build_snapshot(
+            shard_dir,
+            self.settings.snapshot_dir,
+            self.settings.snapshot_retention,
+            self.settings.partitions,
+        )
         if manifest is None:
             return None
         import orjson
 
-        self._producer.produce(self.settings.snapshots_topic, orjson.dumps({
-            "version": manifest.version, "parent": manifest.parent, "rows": manifest.rows,
-            "created_at": manifest.created_at, "source_offsets": manifest.source_offsets,
-            "path": str(self.settings.snapshot_dir / manifest.version),
-        }), key=manifest.version.encode())
+        self._producer.produce(
+            self.settings.snapshots_topic,
+            orjson.dumps(
+                {
+                    "version": manifest.version,
+                    "parent": manifest.parent,
+                    "rows": manifest.rows,
+                    "created_at": manifest.created_at,
+                    "source_offsets": manifest.source_offsets,
+                    "path": str(self.settings.snapshot_dir / manifest.version),
+                }
+            ),
+            key=manifest.version.encode(),
+        )
         self._producer.flush(30)
         self.stats.snapshots.append(manifest.version)
-        log.info("snapshot %s: %d rows, balance %.2f", manifest.version, manifest.rows,
-                 manifest.balance_ratio)
+        log.info(
+            "snapshot %s: %d rows, balance %.2f",
+            manifest.version,
+            manifest.rows,
+            manifest.balance_ratio,
+        )
         return manifest.version
 
     # ------------------------------------------------------------ loop
@@ -179,18 +219,29 @@ class IngestLoop:
         s = self.settings
         self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         self._consumer = Consumer(consumer_config(self.bootstrap, s.group_id))
-        self._consumer.subscribe([s.events_topic], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._consumer.subscribe(
+            [s.events_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         last_snapshot = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 msgs = self._consumer.consume(self.batch_size, 0.1)
                 self._handle(msgs)
-                due = [p for p in self.processors.values()
-                       if p.due(s.checkpoint_every_events, s.checkpoint_every_s)]
+                if time.monotonic() - self._summary_at > 0.5:
+                    self._publish_summary()
+                due = [
+                    p
+                    for p in self.processors.values()
+                    if p.due(s.checkpoint_every_events, s.checkpoint_every_s)
+                ]
                 self._checkpoint(due)
-                if self.snapshot_requested.is_set() or (self.own_snapshot_timer and
-                        time.monotonic() - last_snapshot >= s.snapshot_every_s):
+                if self.snapshot_requested.is_set() or (
+                    self.own_snapshot_timer
+                    and time.monotonic() - last_snapshot >= s.snapshot_every_s
+                ):
                     self.snapshot_requested.clear()
                     last_snapshot = time.monotonic()
                     self.snapshot_now()
@@ -201,6 +252,17 @@ class IngestLoop:
             for p in self.processors.values():
                 p.store.close()
             self.processors.clear()
+
+    def _publish_summary(self) -> None:
+        seen: dict[str, int] = defaultdict(int)
+        retained: dict[str, int] = defaultdict(int)
+        for p in self.processors.values():
+            for k, v in p.reservoirs.seen_counts().items():
+                seen[k] += v
+            for k, v in p.reservoirs.retained_counts().items():
+                retained[k] += v
+        self.summary = {"seen": dict(seen), "retained_per_partition_sum": dict(retained)}
+        self._summary_at = time.monotonic()
 
     def _handle(self, msgs) -> None:
         by_part: dict[int, list] = defaultdict(list)

@@ -39,8 +39,15 @@ class SamplerConfig:
 
 
 class PartitionProcessor:
-    def __init__(self, topic: str, partition: int, store: PartitionStore, sampler: SamplerConfig,
-                 limits: Limits, scrub: Callable | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        store: PartitionStore,
+        sampler: SamplerConfig,
+        limits: Limits,
+        scrub: Callable | None = None,
+    ) -> None:
         self.topic, self.partition = topic, partition
         self.store, self.sampler, self.limits, self.scrub = store, sampler, limits, scrub
         ckpt = store.load_checkpoint()
@@ -53,8 +60,10 @@ class PartitionProcessor:
             if not self.reservoirs.compatible_with(sampler.new()):
                 from sampler.errors import StateError
 
-                raise StateError(f"partition {partition}: stored reservoirs were built with a "
-                                 "different sampler configuration; clear the state directory")
+                raise StateError(
+                    f"partition {partition}: stored reservoirs were built with a "
+                    "different sampler configuration; clear the state directory"
+                )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
         self._puts: dict[bytes, bytes] = {}
@@ -97,11 +106,20 @@ class PartitionProcessor:
             i = int(ev[r])
             pk = payload_key(names[int(rows.labels[r])], int(b.keys[i]))
             self._deletes.discard(pk)
-            self._puts[pk] = orjson.dumps({
-                "id": b.ids[i], "ts": float(b.ts[i]), "labels": b.labels[i],
-                "features": b.features[i].tolist(), "offset": int(b.offsets[i]),
-                "partition": self.partition,
-            }) + b"\n" + b.payloads[i]
+            self._puts[pk] = (
+                orjson.dumps(
+                    {
+                        "id": b.ids[i],
+                        "ts": float(b.ts[i]),
+                        "labels": b.labels[i],
+                        "features": b.features[i].tolist(),
+                        "offset": int(b.offsets[i]),
+                        "partition": self.partition,
+                    }
+                )
+                + b"\n"
+                + b.payloads[i]
+            )
 
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))

@@ -17,8 +17,15 @@ import orjson
 
 from .events import encode_frame
 
-MALFORMED_KINDS = ("undecodable", "missing_label", "bad_features", "future_ts", "oversized",
-                   "unknown_field", "empty_label")
+MALFORMED_KINDS = (
+    "undecodable",
+    "missing_label",
+    "bad_features",
+    "future_ts",
+    "oversized",
+    "unknown_field",
+    "empty_label",
+)
 
 
 @dataclass
@@ -42,9 +49,15 @@ def label_names(n_labels: int) -> list[str]:
 def producer(bootstrap: str, **extra):
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 10,
-                     "batch.num.messages": 10_000, "queue.buffering.max.messages": 1_000_000,
-                     **extra})
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 10,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            **extra,
+        }
+    )
 
 
 def produce_synthetic(
@@ -94,9 +107,12 @@ def produce_synthetic(
             if other != li:
                 labels.append(names[other])
         mu = means[li] + (drift_shift if drifted else 0.0)
-        ev = {"id": f"evt-{seed}-{i}", "ts": t_start + i * 0.01,
-              "features": (mu + rng.normal(size=feature_dim)).round(4).tolist(),
-              "payload": {"user": f"user{int(rng.integers(1000))}", "msg": f"event {i}"}}
+        ev = {
+            "id": f"evt-{seed}-{i}",
+            "ts": t_start + i * 0.01,
+            "features": (mu + rng.normal(size=feature_dim)).round(4).tolist(),
+            "payload": {"user": f"user{int(rng.integers(1000))}", "msg": f"event {i}"},
+        }
         ev["label" if len(labels) == 1 else "labels"] = labels[0] if len(labels) == 1 else labels
         rep.events += 1
         rep.per_label[labels[0]] += 1
@@ -111,8 +127,9 @@ def produce_synthetic(
             rep.messages += 1
         if malformed_frac and rng.random() < malformed_frac:
             kind = MALFORMED_KINDS[int(rng.integers(len(MALFORMED_KINDS)))]
-            prod.produce(topic, _malformed(kind, ev, now), key=f"bad-{i}".encode(),
-                         on_delivery=on_delivery)
+            prod.produce(
+                topic, _malformed(kind, ev, now), key=f"bad-{i}".encode(), on_delivery=on_delivery
+            )
             rep.malformed[kind] += 1
             rep.messages += 1
         if i % 5_000 == 0:
@@ -131,8 +148,13 @@ def produce_synthetic(
 
 def _send_frame(prod, topic: str, evs: list[dict], on_delivery) -> None:
     labels = [e.get("labels") or [e["label"]] for e in evs]
-    frame = encode_frame([e["ts"] for e in evs], labels, np.array([e["features"] for e in evs]),
-                         ids=[e["id"] for e in evs], payloads=[e["payload"] for e in evs])
+    frame = encode_frame(
+        [e["ts"] for e in evs],
+        labels,
+        np.array([e["features"] for e in evs]),
+        ids=[e["id"] for e in evs],
+        payloads=[e["payload"] for e in evs],
+    )
     prod.produce(topic, frame, key=evs[0]["id"].encode(), on_delivery=on_delivery)
 
 

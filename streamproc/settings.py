@@ -47,6 +47,7 @@ class Settings:
     global_cap: int = 100_000
     max_labels: int = 256
     on_label_overflow: str = "label"
+    web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)
@@ -54,20 +55,30 @@ class Settings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
-        positive = ("partitions", "checkpoint_every_events", "checkpoint_every_s",
-                    "snapshot_every_s", "snapshot_retention", "feature_dim", "max_event_bytes",
-                    "max_future_s")
+        positive = (
+            "partitions",
+            "checkpoint_every_events",
+            "checkpoint_every_s",
+            "snapshot_every_s",
+            "snapshot_retention",
+            "feature_dim",
+            "max_event_bytes",
+            "max_future_s",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if self.multilabel not in ("primary", "split"):
             raise ConfigError(f"multilabel: must be 'primary' or 'split', got {self.multilabel!r}")
         if not (self.broker == "embedded" or self.broker.startswith("kafka://")):
-            raise ConfigError(f"broker: expected 'embedded' or kafka://host:port, got {self.broker!r}")
+            raise ConfigError(
+                f"broker: expected 'embedded' or kafka://host:port, got {self.broker!r}"
+            )
         self.sampler_config()  # validates the sampler settings
         if (self.pii_hash_fields or self.pii_text_fields) and len(self.pii_key) < 16:
-            raise ConfigError("pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields "
-                              "are configured")
+            raise ConfigError(
+                "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
+            )
 
     @property
     def bootstrap(self) -> str:
@@ -79,9 +90,14 @@ class Settings:
         return Limits(self.feature_dim, self.max_event_bytes, self.max_future_s)
 
     def sampler_config(self) -> SamplerConfig:
-        policy = QuotaPolicy(min_capacity=self.min_capacity, max_capacity=self.max_capacity,
-                             boost_capacity=self.boost_capacity, global_cap=self.global_cap,
-                             max_labels=self.max_labels, on_overflow=self.on_label_overflow)
+        policy = QuotaPolicy(
+            min_capacity=self.min_capacity,
+            max_capacity=self.max_capacity,
+            boost_capacity=self.boost_capacity,
+            global_cap=self.global_cap,
+            max_labels=self.max_labels,
+            on_overflow=self.on_label_overflow,
+        )
         hl = self.sampler_half_life_s if self.sampler_mode == "decayed" else None
         cfg = SamplerConfig(policy, self.sampler_mode, hl, self.sampler_seed, self.multilabel)
         cfg.new()
@@ -92,12 +108,14 @@ class Settings:
 
         if not (self.pii_hash_fields or self.pii_text_fields):
             return None
-        return PiiScrubber(self.pii_key.encode(), tuple(self.pii_hash_fields),
-                           tuple(self.pii_text_fields))
+        return PiiScrubber(
+            self.pii_key.encode(), tuple(self.pii_hash_fields), tuple(self.pii_text_fields)
+        )
 
     @classmethod
-    def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,
-             **overrides: Any) -> Settings:
+    def load(
+        cls, path: Path | str | None = None, env: dict[str, str] | None = None, **overrides: Any
+    ) -> Settings:
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
         path = path or env.get("STRATA_CONFIG")

@@ -92,8 +92,9 @@ def read_shards(shard_dir: Path) -> list[Shard]:
     return out
 
 
-def build_snapshot(shard_dir: Path, store: Path, retention: int = 10,
-                   partitions: int | None = None) -> SnapshotManifest | None:
+def build_snapshot(
+    shard_dir: Path, store: Path, retention: int = 10, partitions: int | None = None
+) -> SnapshotManifest | None:
     """Merge all shards into a new snapshot version.
 
     Returns None when there is nothing new, or when ``partitions`` is given and some
@@ -119,8 +120,9 @@ def build_snapshot(shard_dir: Path, store: Path, retention: int = 10,
     assert merged is not None
     it = merged.items()
     names = merged.names
-    cols: dict[str, list] = {k: [] for k in ("label", "labels", "ts", "features", "payload",
-                                               "id", "partition", "offset")}
+    cols: dict[str, list] = {
+        k: [] for k in ("label", "labels", "ts", "features", "payload", "id", "partition", "offset")
+    }
     for lid, key in zip(it.labels.tolist(), it.keys.tolist(), strict=True):
         rec = records.get(payload_key(names[lid], key))
         if rec is None:
@@ -136,31 +138,45 @@ def build_snapshot(shard_dir: Path, store: Path, retention: int = 10,
         cols["partition"].append(h["partition"])
         cols["offset"].append(h["offset"])
     dim = len(cols["features"][0]) if cols["features"] else 0
-    table = pa.table({
-        **{k: cols[k] for k in ("label", "labels", "ts")},
-        "features": pa.array(cols["features"], type=pa.list_(pa.float32(), dim)),
-        **{k: cols[k] for k in ("payload", "id")},
-        "partition": pa.array(cols["partition"], pa.int32()),
-        "offset": pa.array(cols["offset"], pa.int64()),
-        "inclusion": it.inclusion,
-        "ht_weight": it.ht_weights,
-    })
+    table = pa.table(
+        {
+            **{k: cols[k] for k in ("label", "labels", "ts")},
+            "features": pa.array(cols["features"], type=pa.list_(pa.float32(), dim)),
+            **{k: cols[k] for k in ("payload", "id")},
+            "partition": pa.array(cols["partition"], pa.int32()),
+            "offset": pa.array(cols["offset"], pa.int64()),
+            "inclusion": it.inclusion,
+            "ht_weight": it.ht_weights,
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     offsets = {str(s.partition): s.next_offset for s in shards}
-    version = hashlib.sha256(data + orjson.dumps(offsets, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    version = hashlib.sha256(data + orjson.dumps(offsets, option=orjson.OPT_SORT_KEYS)).hexdigest()[
+        :16
+    ]
     store.mkdir(parents=True, exist_ok=True)
     parent = latest_version(store)
     if parent == version:
         return None
     retained = merged.retained_counts()
     manifest = SnapshotManifest(
-        version=version, parent=parent, created_at=time.time(), rows=table.num_rows,
-        seen=merged.seen_counts(), retained=retained, balance_ratio=balance_ratio(retained),
-        source_offsets=offsets, counters=counters,
-        sampler={"mode": merged.mode, "half_life": merged.half_life, "seed": merged.seed,
-                 "policy": merged.policy.to_dict()},
+        version=version,
+        parent=parent,
+        created_at=time.time(),
+        rows=table.num_rows,
+        seen=merged.seen_counts(),
+        retained=retained,
+        balance_ratio=balance_ratio(retained),
+        source_offsets=offsets,
+        counters=counters,
+        sampler={
+            "mode": merged.mode,
+            "half_life": merged.half_life,
+            "seed": merged.seed,
+            "policy": merged.policy.to_dict(),
+        },
     )
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=store))
     (tmp / "data.parquet").write_bytes(data)
@@ -181,8 +197,11 @@ def latest_version(store: Path) -> str | None:
 
 
 def list_snapshots(store: Path) -> list[SnapshotManifest]:
-    out = [SnapshotManifest.read(m) for m in store.glob("*/manifest.json")
-           if not m.parent.name.startswith(".")]
+    out = [
+        SnapshotManifest.read(m)
+        for m in store.glob("*/manifest.json")
+        if not m.parent.name.startswith(".")
+    ]
     return sorted(out, key=lambda m: m.created_at)
 
 
@@ -216,12 +235,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def shard_records(store, reservoirs: LabelReservoirs) -> dict[bytes, bytes]:
     """Payload records of every retained item, read from a partition store."""
     it = reservoirs.items()
-    keys = [payload_key(reservoirs.names[l], k)
-            for l, k in zip(it.labels.tolist(), it.keys.tolist(), strict=True)]
+    keys = [
+        payload_key(reservoirs.names[l], k)
+        for l, k in zip(it.labels.tolist(), it.keys.tolist(), strict=True)
+    ]
     vals = store.get_many(keys)
     missing = [k for k, v in zip(keys, vals, strict=True) if v is None]
     if missing:
         raise StateError(f"partition store: {len(missing)} retained items lack payload records")
     return dict(zip(keys, vals, strict=True))
-
-

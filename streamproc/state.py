@@ -37,8 +37,9 @@ class Checkpoint:
 class PartitionStore(Protocol):
     def load_checkpoint(self) -> Checkpoint | None: ...
 
-    def write_checkpoint(self, ckpt: Checkpoint, puts: dict[bytes, bytes],
-                         deletes: set[bytes]) -> None: ...
+    def write_checkpoint(
+        self, ckpt: Checkpoint, puts: dict[bytes, bytes], deletes: set[bytes]
+    ) -> None: ...
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]: ...
 
@@ -72,8 +73,9 @@ class RocksPartitionStore:
             raise StateError(f"state store {self.path}: checkpoint is incomplete")
         return Checkpoint(bytes(res), struct.unpack(">q", off)[0], orjson.loads(cnt))
 
-    def write_checkpoint(self, ckpt: Checkpoint, puts: dict[bytes, bytes],
-                         deletes: set[bytes]) -> None:
+    def write_checkpoint(
+        self, ckpt: Checkpoint, puts: dict[bytes, bytes], deletes: set[bytes]
+    ) -> None:
         from rocksdict import WriteBatch
 
         wb = WriteBatch(raw_mode=True)

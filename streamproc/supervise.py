@@ -22,17 +22,43 @@ from .broker import free_port
 
 
 class WorkerProcess:
-    def __init__(self, bootstrap: str, state_dir: Path, snapshot_dir: Path,
-                 log_path: Path, env: dict[str, str] | None = None,
-                 partitions: int = 4) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        state_dir: Path,
+        snapshot_dir: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        partitions: int = 4,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
-        cmd = [sys.executable, "-m", "streamproc.cli", "worker", "--broker", f"kafka://{bootstrap}",
-               "--state-dir", str(state_dir), "--snapshot-dir", str(snapshot_dir),
-               "--partitions", str(partitions), "--web-port", str(self.port), "--loglevel", "info"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamproc.cli",
+            "worker",
+            "--broker",
+            f"kafka://{bootstrap}",
+            "--state-dir",
+            str(state_dir),
+            "--snapshot-dir",
+            str(snapshot_dir),
+            "--partitions",
+            str(partitions),
+            "--web-port",
+            str(self.port),
+            "--loglevel",
+            "info",
+        ]
         self._log = open(log_path, "ab")  # noqa: SIM115 - kept for the child's lifetime
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
     @property
     def url(self) -> str:
@@ -65,8 +91,9 @@ class WorkerProcess:
             if st is not None and pred(st):
                 return st
             time.sleep(0.2)
-        raise StratastreamError(f"worker: timed out after {timeout:.0f}s waiting for {what}; "
-                                f"last status {st}")
+        raise StratastreamError(
+            f"worker: timed out after {timeout:.0f}s waiting for {what}; last status {st}"
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> dict:
         return self.wait_until(lambda s: True, timeout, "its web server")

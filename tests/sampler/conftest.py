@@ -17,5 +17,6 @@ def zipf_stream(n: int, n_labels: int, rng: np.random.Generator, a: float = 1.3)
 
 @pytest.fixture
 def small_policy() -> QuotaPolicy:
-    return QuotaPolicy(min_capacity=3, max_capacity=20, boost_capacity=40, global_cap=120,
-                       max_labels=8)
+    return QuotaPolicy(
+        min_capacity=3, max_capacity=20, boost_capacity=40, global_cap=120, max_labels=8
+    )

@@ -9,8 +9,9 @@ from sampler import LabelReservoirs, QuotaPolicy, StateError
 
 from .conftest import zipf_stream
 
-POLICY = QuotaPolicy(min_capacity=10, max_capacity=80, boost_capacity=200, global_cap=600,
-                     max_labels=12)
+POLICY = QuotaPolicy(
+    min_capacity=10, max_capacity=80, boost_capacity=200, global_cap=600, max_labels=12
+)
 MODES = [("uniform", None), ("decayed", 2_000.0)]
 
 

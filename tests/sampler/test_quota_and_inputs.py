@@ -27,9 +27,13 @@ from .conftest import zipf_stream
     boosted=st.sets(st.integers(0, 39)),
 )
 def test_allocation_respects_bounds_and_global_cap(n, lo, extra, boost_extra, slack, boosted):
-    policy = QuotaPolicy(min_capacity=lo, max_capacity=lo + extra,
-                         boost_capacity=lo + extra + boost_extra,
-                         global_cap=lo * 40 + slack, max_labels=40)
+    policy = QuotaPolicy(
+        min_capacity=lo,
+        max_capacity=lo + extra,
+        boost_capacity=lo + extra + boost_extra,
+        global_cap=lo * 40 + slack,
+        max_labels=40,
+    )
     names = [f"l{i}" for i in range(n)]
     b = {f"l{i}" for i in boosted if i < n}
     caps = policy.allocate(names, b)
@@ -43,13 +47,20 @@ def test_allocation_respects_bounds_and_global_cap(n, lo, extra, boost_extra, sl
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32), n_labels=st.integers(1, 8), n=st.integers(0, 3_000),
-       batch=st.integers(1, 1_000), mode=st.sampled_from(["uniform", "decayed"]))
+@given(
+    seed=st.integers(0, 2**32),
+    n_labels=st.integers(1, 8),
+    n=st.integers(0, 3_000),
+    batch=st.integers(1, 1_000),
+    mode=st.sampled_from(["uniform", "decayed"]),
+)
 def test_capacity_never_exceeded_and_results_track_contents(seed, n_labels, n, batch, mode):
-    policy = QuotaPolicy(min_capacity=4, max_capacity=60, boost_capacity=90, global_cap=300,
-                         max_labels=8)
-    res = LabelReservoirs(policy, mode=mode, half_life=50.0 if mode == "decayed" else None,
-                          seed=seed)
+    policy = QuotaPolicy(
+        min_capacity=4, max_capacity=60, boost_capacity=90, global_cap=300, max_labels=8
+    )
+    res = LabelReservoirs(
+        policy, mode=mode, half_life=50.0 if mode == "decayed" else None, seed=seed
+    )
     labels, ts, keys = zipf_stream(n, n_labels, np.random.default_rng(seed))
     store: set[tuple[int, int]] = set()  # what a payload store would hold
     for lo in range(0, n, batch):
@@ -109,8 +120,7 @@ def test_bad_inputs_name_field_and_index() -> None:
 def test_partial_batch_on_error_is_reported() -> None:
     res = LabelReservoirs(QuotaPolicy(max_labels=4, global_cap=10_000))
     with pytest.raises(InputError) as e:
-        res.update(np.array([0, 1, 1]), np.array([0.0, 1.0, np.inf]),
-                   np.arange(3, dtype=np.uint64))
+        res.update(np.array([0, 1, 1]), np.array([0.0, 1.0, np.inf]), np.arange(3, dtype=np.uint64))
     assert e.value.partial.admitted.tolist() == [0, 1]
     assert sum(res.seen_counts().values()) == 2
 
@@ -127,8 +137,9 @@ def test_label_overflow_error_and_overflow_label() -> None:
 
 
 def test_balance_report_and_stability() -> None:
-    res = LabelReservoirs(QuotaPolicy(min_capacity=10, max_capacity=100, global_cap=1_000,
-                                      max_labels=8), seed=4)
+    res = LabelReservoirs(
+        QuotaPolicy(min_capacity=10, max_capacity=100, global_cap=1_000, max_labels=8), seed=4
+    )
     labels, ts, keys = zipf_stream(20_000, 5, np.random.default_rng(2))
     res.update(labels[:10_000], ts[:10_000], keys[:10_000])
     first = {n: res.retained_keys(n) for n in res.labels}

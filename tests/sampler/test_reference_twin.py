@@ -25,10 +25,16 @@ def _compare(res: LabelReservoirs, ref) -> None:
 
 def test_hash_twin_matches_numba() -> None:
     rng = np.random.default_rng(1)
-    for key, label, seed in zip(rng.integers(0, 2**63, 200), rng.integers(0, 50, 200),
-                                rng.integers(0, 2**63, 200), strict=True):
+    for key, label, seed in zip(
+        rng.integers(0, 2**63, 200),
+        rng.integers(0, 50, 200),
+        rng.integers(0, 2**63, 200),
+        strict=True,
+    ):
         salt = label_salt(int(label), int(seed))
-        assert draw_uniform(np.uint64(key), np.uint64(salt)) == draw_uniform_py(int(key), int(label), int(seed))
+        assert draw_uniform(np.uint64(key), np.uint64(salt)) == draw_uniform_py(
+            int(key), int(label), int(seed)
+        )
 
 
 @pytest.mark.parametrize("mode,half_life", [("uniform", None), ("decayed", 500.0)])
@@ -36,8 +42,9 @@ def test_hash_twin_matches_numba() -> None:
 def test_kernel_matches_reference(mode: str, half_life, weighted: bool) -> None:
     from sampler.reference import ReferenceReservoirs
 
-    policy = QuotaPolicy(min_capacity=5, max_capacity=40, boost_capacity=80, global_cap=150,
-                         max_labels=10)
+    policy = QuotaPolicy(
+        min_capacity=5, max_capacity=40, boost_capacity=80, global_cap=150, max_labels=10
+    )
     rng = np.random.default_rng(7)
     labels, ts, keys = zipf_stream(4_000, 7, rng)
     w = rng.uniform(0.1, 3.0, size=labels.shape[0]) if weighted else None

@@ -12,8 +12,12 @@ from .conftest import zipf_stream
 
 
 def _state() -> LabelReservoirs:
-    r = LabelReservoirs(QuotaPolicy(min_capacity=5, max_capacity=50, global_cap=400,
-                                    max_labels=8), mode="decayed", half_life=100.0, seed=3)
+    r = LabelReservoirs(
+        QuotaPolicy(min_capacity=5, max_capacity=50, global_cap=400, max_labels=8),
+        mode="decayed",
+        half_life=100.0,
+        seed=3,
+    )
     labels, ts, keys = zipf_stream(5_000, 6, np.random.default_rng(1))
     r.update(labels, ts, keys)
     r.boost(["2"])

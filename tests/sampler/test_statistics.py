@@ -15,8 +15,9 @@ TRIALS = 3_000
 
 def _trial_policy(k: int) -> QuotaPolicy:
     # each trial is its own label, so the draws of different trials are independent
-    return QuotaPolicy(min_capacity=k, max_capacity=k, boost_capacity=k,
-                       global_cap=k * TRIALS, max_labels=TRIALS)
+    return QuotaPolicy(
+        min_capacity=k, max_capacity=k, boost_capacity=k, global_cap=k * TRIALS, max_labels=TRIALS
+    )
 
 
 def _inclusion_counts(n: int, k: int, mode: str, ts: np.ndarray, half_life=None) -> np.ndarray:
@@ -79,8 +80,9 @@ def test_decay_prefers_recent_events() -> None:
 def test_horvitz_thompson_recovers_counts() -> None:
     """Sum of 1/inclusion per label estimates the label's seen count without bias."""
     rng = np.random.default_rng(5)
-    policy = QuotaPolicy(min_capacity=50, max_capacity=50, boost_capacity=50,
-                         global_cap=50 * 8, max_labels=8)
+    policy = QuotaPolicy(
+        min_capacity=50, max_capacity=50, boost_capacity=50, global_cap=50 * 8, max_labels=8
+    )
     true = np.array([5_000, 1_500, 400, 120])
     rel_err = {"uniform": [], "decayed": []}
     for trial in range(60):

@@ -33,18 +33,37 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
 
     def env(self, group: str) -> dict[str, str]:
-        return {"STRATA_EVENTS_TOPIC": self.events, "STRATA_DLQ_TOPIC": self.dlq,
-                "STRATA_SNAPSHOTS_TOPIC": self.snapshots, "STRATA_GROUP_ID": group,
-                "STRATA_SNAPSHOT_EVERY_S": "3600", "STRATA_CHECKPOINT_EVERY_S": "0.5",
-                "STRATA_CHECKPOINT_EVERY_EVENTS": "2000", "STRATA_MIN_CAPACITY": "20",
-                "STRATA_MAX_CAPACITY": "150", "STRATA_BOOST_CAPACITY": "300",
-                "STRATA_GLOBAL_CAP": "20000", "STRATA_MAX_LABELS": "64"}
+        return {
+            "STRATA_EVENTS_TOPIC": self.events,
+            "STRATA_DLQ_TOPIC": self.dlq,
+            "STRATA_SNAPSHOTS_TOPIC": self.snapshots,
+            "STRATA_GROUP_ID": group,
+            "STRATA_SNAPSHOT_EVERY_S": "3600",
+            "STRATA_CHECKPOINT_EVERY_S": "0.5",
+            "STRATA_CHECKPOINT_EVERY_EVENTS": "2000",
+            "STRATA_MIN_CAPACITY": "20",
+            "STRATA_MAX_CAPACITY": "150",
+            "STRATA_BOOST_CAPACITY": "300",
+            "STRATA_GLOBAL_CAP": "20000",
+            "STRATA_MAX_LABELS": "64",
+        }
 
-    def worker(self, name: str, group: str = "g", state: str | None = None,
-               snaps: str | None = None, **env: str) -> WorkerProcess:
-        w = WorkerProcess(self.broker.bootstrap, self.root / (state or f"state-{group}"),
-                          self.root / (snaps or f"snap-{group}"), self.root / f"{name}.log",
-                          env={**self.env(group), **env}, partitions=self.partitions)
+    def worker(
+        self,
+        name: str,
+        group: str = "g",
+        state: str | None = None,
+        snaps: str | None = None,
+        **env: str,
+    ) -> WorkerProcess:
+        w = WorkerProcess(
+            self.broker.bootstrap,
+            self.root / (state or f"state-{group}"),
+            self.root / (snaps or f"snap-{group}"),
+            self.root / f"{name}.log",
+            env={**self.env(group), **env},
+            partitions=self.partitions,
+        )
         self.workers.append(w)
         return w
 

@@ -26,22 +26,27 @@ def test_good_event_becomes_columns() -> None:
     assert _one(orjson.dumps(GOOD)).ids == ["events/3/42"]
 
 
-@pytest.mark.parametrize("value,reason", [
-    (b"\xff\xfe", "decode:"),
-    (b"[1, 2]", "schema:"),
-    (orjson.dumps({**GOOD, "lable": "x"}), "schema: Object contains unknown field `lable`"),
-    (orjson.dumps({k: v for k, v in GOOD.items() if k != "label"}), "label: missing"),
-    (orjson.dumps({**GOOD, "label": " "}), "label: empty"),
-    (orjson.dumps({**{k: v for k, v in GOOD.items() if k != "label"}, "labels": []}),
-     "label: missing"),
-    (orjson.dumps({**GOOD, "labels": ["b"]}), "label/labels: give one"),
-    (orjson.dumps({**GOOD, "features": [1.0]}), "features: expected 2 numbers, got 1"),
-    (b'{"ts": 100, "label": "a", "features": [1e999, 1]}', "schema: Number out of range"),
-    (orjson.dumps({**GOOD, "ts": 100.0 + 61}), "ts: 161.000 is 61s after"),
-    (orjson.dumps({**GOOD, "ts": "yesterday"}), "schema: Expected `float`"),
-    (orjson.dumps({**GOOD, "payload": "x" * 2_000}), "value: 2"),
-    (None, "value: empty message"),
-])
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (b"\xff\xfe", "decode:"),
+        (b"[1, 2]", "schema:"),
+        (orjson.dumps({**GOOD, "lable": "x"}), "schema: Object contains unknown field `lable`"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "label"}), "label: missing"),
+        (orjson.dumps({**GOOD, "label": " "}), "label: empty"),
+        (
+            orjson.dumps({**{k: v for k, v in GOOD.items() if k != "label"}, "labels": []}),
+            "label: missing",
+        ),
+        (orjson.dumps({**GOOD, "labels": ["b"]}), "label/labels: give one"),
+        (orjson.dumps({**GOOD, "features": [1.0]}), "features: expected 2 numbers, got 1"),
+        (b'{"ts": 100, "label": "a", "features": [1e999, 1]}', "schema: Number out of range"),
+        (orjson.dumps({**GOOD, "ts": 100.0 + 61}), "ts: 161.000 is 61s after"),
+        (orjson.dumps({**GOOD, "ts": "yesterday"}), "schema: Expected `float`"),
+        (orjson.dumps({**GOOD, "payload": "x" * 2_000}), "value: 2"),
+        (None, "value: empty message"),
+    ],
+)
 def test_bad_events_are_rejected_with_a_named_reason(value, reason) -> None:
     b = _one(value)
     assert len(b) == 0
@@ -52,9 +57,12 @@ def test_bad_events_are_rejected_with_a_named_reason(value, reason) -> None:
 
 
 def test_frame_rows_are_validated_one_by_one() -> None:
-    frame = encode_frame([1.0, np.nan, 3.0, 4.0], ["a", "b", ["c", "d"], " "],
-                         np.array([[1, 2], [3, 4], [5, 6], [7, 8]]),
-                         payloads=[{"k": 1}, None, [1], "s"])
+    frame = encode_frame(
+        [1.0, np.nan, 3.0, 4.0],
+        ["a", "b", ["c", "d"], " "],
+        np.array([[1, 2], [3, 4], [5, 6], [7, 8]]),
+        payloads=[{"k": 1}, None, [1], "s"],
+    )
     assert frame.startswith(FRAME_MAGIC)
     b = decode_batch("events", 0, [(7, frame, 100.0)], L)
     assert b.labels == [["a"], ["c", "d"]]

@@ -42,8 +42,14 @@ def _manifest(path, version) -> SnapshotManifest:
 def _dlq(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-reader-{topic}",
-                  "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"dlq-reader-{topic}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
     c.assign([TopicPartition(topic, 0, 0)])
     out = []
     deadline = time.monotonic() + timeout
@@ -58,16 +64,25 @@ def _dlq(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list
 def test_end_to_end_quotas_seen_counts_and_dlq(deployment) -> None:
     w = deployment.worker("w1")
     w.wait_ready()
-    rep = produce_synthetic(deployment.broker.bootstrap, deployment.events, n=20_000,
-                            n_labels=10, feature_dim=4, malformed_frac=0.02,
-                            multilabel_frac=0.05, seed=1, progress=False)
+    rep = produce_synthetic(
+        deployment.broker.bootstrap,
+        deployment.events,
+        n=20_000,
+        n_labels=10,
+        feature_dim=4,
+        malformed_frac=0.02,
+        multilabel_frac=0.05,
+        seed=1,
+        progress=False,
+    )
     (st,) = _wait_all([w], rep.next_offsets)
     version = _snapshot(w)
     m = _manifest(deployment.root / "snap-g", version)
     # every valid event is seen exactly once, under its primary label
     assert m.seen == dict(rep.per_label)
-    policy = QuotaPolicy(min_capacity=20, max_capacity=150, boost_capacity=300,
-                         global_cap=20_000, max_labels=64)
+    policy = QuotaPolicy(
+        min_capacity=20, max_capacity=150, boost_capacity=300, global_cap=20_000, max_labels=64
+    )
     caps = policy.allocate(sorted(m.seen))
     assert m.retained == {k: min(v, caps[k]) for k, v in m.seen.items()}
     injected = sum(rep.malformed.values())
@@ -92,8 +107,14 @@ def kcat_env(tmp_path) -> dict:
 
     import confluent_kafka
 
-    libs = glob.glob(os.path.join(os.path.dirname(confluent_kafka.__file__), os.pardir,
-                                  "confluent_kafka.libs", "librdkafka-*.so.1"))
+    libs = glob.glob(
+        os.path.join(
+            os.path.dirname(confluent_kafka.__file__),
+            os.pardir,
+            "confluent_kafka.libs",
+            "librdkafka-*.so.1",
+        )
+    )
     assert libs, "confluent-kafka's bundled librdkafka not found"
     d = tmp_path / "rdkafka"
     d.mkdir()
@@ -104,14 +125,24 @@ def kcat_env(tmp_path) -> dict:
 def test_event_from_kcat_is_accepted(deployment, tmp_path) -> None:
     w = deployment.worker("w1")
     w.wait_ready()
-    ev = {"id": "from-kcat", "ts": time.time(), "label": "kcat_label",
-          "features": [1, 2, 3, 4], "payload": {"via": "kcat"}}
-    subprocess.run(["kcat", "-P", "-b", deployment.broker.bootstrap, "-t", deployment.events,
-                    "-p", "2"], input=json.dumps(ev).encode(), check=True, timeout=30,
-                   env=kcat_env(tmp_path))
+    ev = {
+        "id": "from-kcat",
+        "ts": time.time(),
+        "label": "kcat_label",
+        "features": [1, 2, 3, 4],
+        "payload": {"via": "kcat"},
+    }
+    subprocess.run(
+        ["kcat", "-P", "-b", deployment.broker.bootstrap, "-t", deployment.events, "-p", "2"],
+        input=json.dumps(ev).encode(),
+        check=True,
+        timeout=30,
+        env=kcat_env(tmp_path),
+    )
     w.wait_until(lambda s: s["partitions"].get("2", {}).get("accepted", 0) == 1, 60, "kcat event")
-    rep = produce_synthetic(deployment.broker.bootstrap, deployment.events, n=200, n_labels=3,
-                            seed=2, progress=False)
+    rep = produce_synthetic(
+        deployment.broker.bootstrap, deployment.events, n=200, n_labels=3, seed=2, progress=False
+    )
     offs = {p: max(o, 1 if p == 2 else 0) for p, o in rep.next_offsets.items()}
     _wait_all([w], offs)
     m = _manifest(deployment.root / "snap-g", _snapshot(w))
@@ -120,8 +151,15 @@ def test_event_from_kcat_is_accepted(deployment, tmp_path) -> None:
 
 
 def test_sigkill_restart_and_two_workers_match_an_uninterrupted_run(deployment) -> None:
-    rep = produce_synthetic(deployment.broker.bootstrap, deployment.events, n=40_000,
-                            n_labels=12, malformed_frac=0.01, seed=3, progress=False)
+    rep = produce_synthetic(
+        deployment.broker.bootstrap,
+        deployment.events,
+        n=40_000,
+        n_labels=12,
+        malformed_frac=0.01,
+        seed=3,
+        progress=False,
+    )
     ref = deployment.worker("ref", group="ref")
     ref.wait_ready()
     _wait_all([ref], rep.next_offsets)
@@ -155,5 +193,11 @@ def _snapshot_or_partial(worker) -> None:
     """Ask for a snapshot; the first worker of a pair only exports its shards."""
     before = worker.status()
     worker.request_snapshot()
-    worker.wait_until(lambda s: s["checkpoints"] > before["checkpoints"]
-                      or len(s["snapshots"]) > len(before["snapshots"]), 60, "shard export")
+    worker.wait_until(
+        lambda s: (
+            s["checkpoints"] > before["checkpoints"]
+            or len(s["snapshots"]) > len(before["snapshots"])
+        ),
+        60,
+        "shard export",
+    )

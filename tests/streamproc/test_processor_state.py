@@ -15,8 +15,10 @@ from streamproc.processor import PartitionProcessor, SamplerConfig
 from streamproc.snapshot import Shard, build_snapshot, list_snapshots, shard_records, write_shard
 from streamproc.state import RocksPartitionStore
 
-CFG = SamplerConfig(QuotaPolicy(min_capacity=5, max_capacity=30, boost_capacity=60,
-                                global_cap=600, max_labels=16), seed=5)
+CFG = SamplerConfig(
+    QuotaPolicy(min_capacity=5, max_capacity=30, boost_capacity=60, global_cap=600, max_labels=16),
+    seed=5,
+)
 LIM = Limits(feature_dim=2)
 
 
@@ -27,8 +29,13 @@ def _msgs(n: int, start: int = 0, bad_every: int = 0):
             out.append((i, b"{broken", 1e9))
             continue
         labels = [f"l{i % 7 if i % 3 else 0}"]
-        ev = {"id": f"e{i}", "ts": float(i), "label": labels[0],
-              "features": [i % 5, i % 11], "payload": {"i": i}}
+        ev = {
+            "id": f"e{i}",
+            "ts": float(i),
+            "label": labels[0],
+            "features": [i % 5, i % 11],
+            "payload": {"i": i},
+        }
         out.append((i, orjson.dumps(ev), 1e9))
     return out
 
@@ -70,9 +77,16 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
     for p, proc in enumerate(procs):
         proc.process([m for m in msgs if m[0] % 3 == p])
         proc.checkpoint()
-        write_shard(shard_dir, Shard(p, proc.next_offset, proc.counters,
-                                     proc.reservoirs.to_bytes(),
-                                     shard_records(proc.store, proc.reservoirs)))
+        write_shard(
+            shard_dir,
+            Shard(
+                p,
+                proc.next_offset,
+                proc.counters,
+                proc.reservoirs.to_bytes(),
+                shard_records(proc.store, proc.reservoirs),
+            ),
+        )
     m = build_snapshot(shard_dir, store)
     assert m is not None and m.parent is None
     assert sum(m.seen.values()) == 2_000
@@ -81,11 +95,20 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
     assert m.retained == {k: min(v, caps[k]) for k, v in m.seen.items()}
     t = pq.read_table(store / m.version / "data.parquet")
     assert t.num_rows == m.rows == sum(m.retained.values())
-    assert set(t.column_names) >= {"label", "ts", "features", "payload", "inclusion",
-                                   "ht_weight", "partition", "offset"}
+    assert set(t.column_names) >= {
+        "label",
+        "ts",
+        "features",
+        "payload",
+        "inclusion",
+        "ht_weight",
+        "partition",
+        "offset",
+    }
     ht = {}
-    for lab, w in zip(t.column("label").to_pylist(), t.column("ht_weight").to_pylist(),
-                      strict=True):
+    for lab, w in zip(
+        t.column("label").to_pylist(), t.column("ht_weight").to_pylist(), strict=True
+    ):
         ht[lab] = ht.get(lab, 0.0) + w
     for lab, seen in m.seen.items():  # uniform mode: HT weights sum to about the seen count
         assert abs(ht[lab] - seen) / seen < 0.35
@@ -93,9 +116,16 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
     assert build_snapshot(shard_dir, store) is None
     procs[0].process(_msgs(10, start=5_000))
     procs[0].checkpoint()
-    write_shard(shard_dir, Shard(0, procs[0].next_offset, procs[0].counters,
-                                 procs[0].reservoirs.to_bytes(),
-                                 shard_records(procs[0].store, procs[0].reservoirs)))
+    write_shard(
+        shard_dir,
+        Shard(
+            0,
+            procs[0].next_offset,
+            procs[0].counters,
+            procs[0].reservoirs.to_bytes(),
+            shard_records(procs[0].store, procs[0].reservoirs),
+        ),
+    )
     m2 = build_snapshot(shard_dir, store)
     assert m2 is not None and m2.parent == m.version
     assert [x.version for x in list_snapshots(store)] == [m.version, m2.version]

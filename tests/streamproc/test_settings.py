@@ -16,15 +16,18 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert s.sampler_config().policy.max_capacity == 700
 
 
-@pytest.mark.parametrize("env,match", [
-    ({"STRATA_PARTITIONS": "four"}, "partitions: expected int, got 'four'"),
-    ({"STRATA_PARTITIONS": "0"}, "partitions: must be > 0"),
-    ({"STRATA_MULTILABEL": "all"}, "multilabel: must be 'primary' or 'split'"),
-    ({"STRATA_BROKER": "localhost:9092"}, "broker: expected 'embedded' or kafka://"),
-    ({"STRATA_MIN_CAPACITY": "5000"}, "min_capacity"),
-    ({"STRATA_SAMPLER_MODE": "decayed"}, "half_life"),
-    ({"STRATA_PII_HASH_FIELDS": "user"}, "pii_key"),
-])
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        ({"STRATA_PARTITIONS": "four"}, "partitions: expected int, got 'four'"),
+        ({"STRATA_PARTITIONS": "0"}, "partitions: must be > 0"),
+        ({"STRATA_MULTILABEL": "all"}, "multilabel: must be 'primary' or 'split'"),
+        ({"STRATA_BROKER": "localhost:9092"}, "broker: expected 'embedded' or kafka://"),
+        ({"STRATA_MIN_CAPACITY": "5000"}, "min_capacity"),
+        ({"STRATA_SAMPLER_MODE": "decayed"}, "half_life"),
+        ({"STRATA_PII_HASH_FIELDS": "user"}, "pii_key"),
+    ],
+)
 def test_bad_values_name_the_setting(env, match) -> None:
     with pytest.raises(ConfigError, match=match):
         Settings.load(env=env)

@@ -1,0 +1,69 @@
+"""docker-compose.yml and real Apache Kafka (testcontainers; skipped without a Docker engine)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamproc.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_file_is_consistent_with_the_code() -> None:
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    assert {"kafka", "worker"} <= set(services)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    for name, svc in services.items():
+        for var in svc.get("environment") or {}:
+            if var.startswith("STRATA_"):
+                assert var[7:].lower() in fields, f"{name}: {var} is not a setting"
+    # the settings given to the containers are valid
+    env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    s = Settings.load(env=env)
+    assert s.bootstrap == "kafka:9092" and s.web_bind == "0.0.0.0"
+    assert services["worker"]["command"][0] == "streamproc"
+
+
+def _docker_engine() -> str | None:
+    """Why there is no usable Docker engine, or None when there is one."""
+    if shutil.which("docker") is None:
+        return "no docker client installed"
+    r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        return "no Docker engine is running (`docker info` failed)"
+    return None
+
+
+@pytest.mark.integration
+def test_end_to_end_on_real_kafka(tmp_path: Path) -> None:
+    reason = _docker_engine()
+    if reason:
+        pytest.skip(f"real-Kafka test needs Docker: {reason}")
+    from testcontainers.kafka import KafkaContainer
+
+    from streamproc.broker import create_topics
+    from streamproc.produce import produce_synthetic
+    from streamproc.supervise import WorkerProcess, processed_all
+
+    with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka:
+        bootstrap = kafka.get_bootstrap_server()
+        create_topics(bootstrap, {"events": 4, "events-dlq": 1, "snapshots": 1})
+        w = WorkerProcess(bootstrap, tmp_path / "state", tmp_path / "snap", tmp_path / "worker.log")
+        try:
+            w.wait_ready(120)
+            rep = produce_synthetic(
+                bootstrap, "events", n=5_000, malformed_frac=0.02, progress=False
+            )
+            w.wait_until(lambda s: processed_all(rep.next_offsets)([s]), 180, "catch-up")
+            w.request_snapshot()
+            st = w.wait_until(lambda s: s["snapshots"], 60, "a snapshot")
+            assert st["rejected"] == sum(rep.malformed.values())
+        finally:
+            w.stop()
