@@ -119,7 +119,8 @@ def _sift_down(hp, prio, o, n, pos):
 # an event is rejected when u <= U(x) = exp(-exp(-x)), x = tau - base. U(x) is cached per
 # label at xcut = x - CUT_MARGIN and reused while xcut <= x <= xcut + CUT_REFRESH (tau
 # grows; base grows with time, so the cache lasts CUT_MARGIN / lam seconds of stream
-# time). The margin keeps the shortcut conservative under rounding: it never rejects an event the exact test keeps.
+# time). The margin keeps the shortcut conservative under rounding: it never rejects an
+# event the exact test keeps.
 CUT_MARGIN = 1e-3
 # ...and refreshed once tau has grown by more than this, so the cut stays tight.
 CUT_REFRESH = 0.02
