@@ -164,7 +164,8 @@ def update_kernel(
         k = ekeys[i]
         u = draw_uniform(k, salt[l])
         seen[l] += 1
-        seen_w[l] += w
+        if has_w:
+            seen_w[l] += w  # unweighted: the caller adds the seen-count delta once
         tl = tau[l]
         if mode == MODE_UNIFORM:
             if u <= tl:

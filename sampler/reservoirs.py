@@ -276,6 +276,14 @@ class LabelReservoirs:
         has_w = weights is not None
         w = _column("weights", weights, np.float64, n) if has_w else np.zeros(1)
         ev = self._pending
+        seen_before = self._seen.copy()
+        try:
+            return self._run_update(labels, timestamps, event_keys, w, has_w, ev)
+        finally:
+            if not has_w:  # the kernel counts weights only for weighted batches
+                self._seen_w += self._seen - seen_before
+
+    def _run_update(self, labels, timestamps, event_keys, w, has_w, ev) -> UpdateResult:
         pos = 0
         while True:
             ev.grow(int(self._fill.sum()))
