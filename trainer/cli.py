@@ -1,0 +1,239 @@
+"""``trainer``: train | follow | registry list|show|promote|rollback | predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sampler.errors import StratastreamError
+
+from .errors import TrainerError
+from .registry import ModelRegistry
+from .train import TrainConfig
+
+
+def _cfg(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=a.model,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        weighting=a.weighting,
+        multilabel=a.multilabel,
+        device=a.device,
+    )
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .pipeline import train_and_register
+
+    out = train_and_register(
+        Path(a.snapshot_dir),
+        ModelRegistry(Path(a.registry)),
+        _cfg(a),
+        a.version,
+        a.margin,
+        trigger="manual",
+        progress=True,
+    )
+    _print_outcome(out)
+    return 0
+
+
+def _print_outcome(out) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = out.entry.meta
+    t = Table(title=f"model {out.entry.id}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("snapshot", m["snapshot_version"])
+    t.add_row("macro-F1 (held-out)", f"{out.macro_f1:.4f}")
+    t.add_row(
+        "macro precision / recall",
+        f"{m['metrics']['macro_precision']:.4f} / {m['metrics']['macro_recall']:.4f}",
+    )
+    t.add_row("calibration error (ECE)", f"{m['metrics']['ece']:.4f}")
+    t.add_row(
+        "previous promoted, same data",
+        "-"
+        if out.previous_f1_same_data is None
+        else f"{out.previous_id}: {out.previous_f1_same_data:.4f}",
+    )
+    t.add_row("decision", ("PROMOTED" if out.promoted else "kept previous") + f" — {out.reason}")
+    tm = m["timings"]
+    t.add_row(
+        "training",
+        f"{tm['train_seconds']:.2f}s on {tm['device']}, {tm['samples_per_s']:,.0f} samples/s",
+    )
+    Console().print(t)
+
+
+def cmd_follow(a: argparse.Namespace) -> int:
+    from .follow import Follower
+
+    f = Follower(
+        Path(a.snapshot_dir),
+        ModelRegistry(Path(a.registry)),
+        _cfg(a),
+        bootstrap=a.broker.removeprefix("kafka://") if a.broker else None,
+        snapshots_topic=a.snapshots_topic,
+        drift_topic=a.drift_topic,
+        min_new_events=a.min_new_events,
+        margin=a.margin,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: f.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: f.stop_event.set())
+    f.run()
+    return 0
+
+
+def cmd_registry(a: argparse.Namespace) -> int:
+    reg = ModelRegistry(Path(a.registry))
+    if a.action == "list":
+        cur = reg.promoted()
+        for e in reg.list():
+            mark = "*" if cur and cur.id == e.id else " "
+            print(
+                f"{mark} {e.id}  snapshot={e.meta['snapshot_version']}  "
+                f"macro_f1={e.macro_f1:.4f}  trigger={e.meta['trigger']}"
+            )
+        return 0
+    if a.action == "rollback":
+        with reg.lock():
+            e = reg.rollback()
+        print(f"rolled back to {e.id}")
+        return 0
+    if not a.model_id and a.action == "show":
+        cur = reg.promoted()
+        if cur is None:
+            raise TrainerError("registry: no promoted model; give a model id")
+        a.model_id = cur.id
+    if not a.model_id:
+        raise TrainerError(f"registry {a.action}: a model id is required")
+    if a.action == "show":
+        print(json.dumps(reg.get(a.model_id).meta, indent=2))
+    else:
+        with reg.lock():
+            reg.promote(a.model_id, "manual promotion")
+        print(f"promoted {a.model_id}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .train import predict_proba
+
+    reg = ModelRegistry(Path(a.registry))
+    cur = reg.promoted()
+    if cur is None:
+        raise TrainerError(f"registry {a.registry}: no promoted model")
+    model, e = reg.load_model(cur.id)
+    text = sys.stdin.read() if a.input == "-" else Path(a.input).read_text()
+    rows = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            feats = json.loads(line)["features"]
+            rows.append([float(v) for v in feats])
+        except (ValueError, KeyError, TypeError) as ex:
+            raise TrainerError(
+                f'predict input line {i + 1}: expected {{"features": [numbers]}} ({ex})'
+            ) from None
+        if len(rows[-1]) != e.meta["dim"]:
+            raise TrainerError(
+                f"predict input line {i + 1}: features has {len(rows[-1])} "
+                f"numbers, the model expects {e.meta['dim']}"
+            )
+    probs = predict_proba(
+        model, np.array(rows, dtype=np.float32), "cpu", e.meta["config"]["multilabel"]
+    )
+    for p in probs:
+        top = int(p.argmax())
+        print(
+            json.dumps(
+                {"model": e.id, "label": e.label_names[top], "probability": round(float(p[top]), 6)}
+            )
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trainer", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    env = os.environ.get
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--registry", default=env("STRATA_REGISTRY_DIR", "registry"))
+
+    def training(sp: argparse.ArgumentParser) -> None:
+        common(sp)
+        sp.add_argument("--snapshot-dir", default=env("STRATA_SNAPSHOT_DIR", "snapshots"))
+        sp.add_argument("--model", default="mlp", help="'mlp' or module:factory")
+        sp.add_argument("--epochs", type=int, default=20)
+        sp.add_argument("--batch-size", type=int, default=1024)
+        sp.add_argument("--lr", type=float, default=3e-3)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--weighting", choices=["balanced", "prior"], default="balanced")
+        sp.add_argument("--multilabel", action="store_true")
+        sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+        sp.add_argument(
+            "--margin",
+            type=float,
+            default=0.0,
+            help="promote only if macro-F1 beats the promoted model by this much",
+        )
+
+    t = sub.add_parser("train", help="train on a snapshot and register the model")
+    training(t)
+    t.add_argument("--version", default=None, help="snapshot version (default: latest)")
+    t.set_defaults(fn=cmd_train)
+
+    f = sub.add_parser("follow", help="retrain on new snapshots and drift triggers")
+    training(f)
+    f.add_argument(
+        "--broker",
+        default=env("STRATA_BROKER"),
+        help="kafka://host:port to follow topics; without it, watch the store",
+    )
+    f.add_argument("--snapshots-topic", default="snapshots")
+    f.add_argument("--drift-topic", default="drift")
+    f.add_argument("--min-new-events", type=int, default=0)
+    f.set_defaults(fn=cmd_follow)
+
+    r = sub.add_parser("registry", help="list, show, promote or roll back models")
+    common(r)
+    r.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    r.add_argument("model_id", nargs="?")
+    r.set_defaults(fn=cmd_registry)
+
+    pr = sub.add_parser("predict", help="predict with the promoted model (JSON lines in)")
+    common(pr)
+    pr.add_argument("--input", default="-", help='JSON lines {"features": [...]}; - = stdin')
+    pr.set_defaults(fn=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return a.fn(a)
+    except StratastreamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

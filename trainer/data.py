@@ -1,0 +1,126 @@
+"""Loading a snapshot (Parquet + manifest) into tensors, and the fixed evaluation split.
+
+The held-out split is decided per event by a hash of its id: an event is in the
+evaluation set of every snapshot that contains it, whatever the version, so two models
+trained on different snapshots are compared on data neither trained on.
+
+>>> in_eval_split(["a", "b", "c"], eval_percent=50).tolist()
+[True, False, False]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TrainerError
+
+REQUIRED = ("label", "labels", "features", "id", "ht_weight")
+
+
+@dataclass
+class SnapshotData:
+    version: str
+    label_names: list[str]
+    features: np.ndarray  # float32 [n, d]
+    labels: np.ndarray  # int64 [n] primary label id
+    multi_hot: np.ndarray  # float32 [n, L]
+    ht_weight: np.ndarray  # float64 [n]
+    ids: list[str]
+    manifest: dict
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def subset(self, mask: np.ndarray) -> SnapshotData:
+        return SnapshotData(
+            self.version,
+            self.label_names,
+            self.features[mask],
+            self.labels[mask],
+            self.multi_hot[mask],
+            self.ht_weight[mask],
+            [i for i, m in zip(self.ids, mask, strict=True) if m],
+            self.manifest,
+        )
+
+
+def latest_version(store: Path) -> str:
+    p = Path(store) / "LATEST"
+    if not p.exists():
+        raise TrainerError(f"snapshot store {store}: no LATEST file (no snapshot yet)")
+    return p.read_text().strip()
+
+
+def load_snapshot(
+    store: Path, version: str | None = None, label_names: list[str] | None = None
+) -> SnapshotData:
+    """Read one snapshot; ``label_names`` fixes the label order (e.g. a model's)."""
+    import pyarrow.parquet as pq
+
+    store = Path(store)
+    version = version or latest_version(store)
+    d = store / version
+    try:
+        manifest = json.loads((d / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise TrainerError(f"snapshot {version!r}: no manifest at {d / 'manifest.json'}") from None
+    except ValueError as e:
+        raise TrainerError(f"snapshot {version!r}: manifest is not JSON ({e})") from None
+    try:
+        table = pq.read_table(d / "data.parquet")
+    except FileNotFoundError:
+        raise TrainerError(f"snapshot {version!r}: no data at {d / 'data.parquet'}") from None
+    except Exception as e:  # pyarrow raises ArrowInvalid and friends on corrupt files
+        raise TrainerError(f"snapshot {version!r}: data.parquet is unreadable ({e})") from None
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise TrainerError(f"snapshot {version!r}: data.parquet lacks column(s) {missing}")
+    if table.num_rows == 0:
+        raise TrainerError(f"snapshot {version!r}: no rows")
+    if manifest.get("rows") != table.num_rows:
+        raise TrainerError(
+            f"snapshot {version!r}: manifest says {manifest.get('rows')} rows, "
+            f"data has {table.num_rows}"
+        )
+    feats = table.column("features").combine_chunks()
+    dim = feats.type.list_size
+    x = feats.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    names = list(label_names) if label_names else sorted(manifest["seen"])
+    index = {n: i for i, n in enumerate(names)}
+    primary = table.column("label").to_pylist()
+    unknown = sorted(set(primary) - set(index))
+    if unknown:
+        raise TrainerError(
+            f"snapshot {version!r}: labels {unknown[:5]} are not in the model's label set"
+        )
+    y = np.array([index[p] for p in primary], dtype=np.int64)
+    multi = np.zeros((len(primary), len(names)), dtype=np.float32)
+    for r, labs in enumerate(table.column("labels").to_pylist()):
+        for lab in labs:
+            if lab in index:
+                multi[r, index[lab]] = 1.0
+    w = table.column("ht_weight").to_numpy().astype(np.float64)
+    if not np.isfinite(x).all() or not (np.isfinite(w).all() and (w > 0).all()):
+        raise TrainerError(f"snapshot {version!r}: non-finite features or weights")
+    return SnapshotData(version, names, x, y, multi, w, table.column("id").to_pylist(), manifest)
+
+
+def in_eval_split(ids: list[str], eval_percent: int = 20) -> np.ndarray:
+    """True for the events of the fixed held-out split (by a hash of the event id)."""
+    if not 0 < eval_percent < 100:
+        raise TrainerError(f"eval_percent: must be in (0, 100), got {eval_percent}")
+    out = np.empty(len(ids), dtype=bool)
+    for i, s in enumerate(ids):
+        h = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+        out[i] = h % 100 < eval_percent
+    return out

@@ -1,0 +1,163 @@
+"""Event-driven retraining: follow the ``snapshots`` topic (or watch the store), listen for
+retrain triggers on the ``drift`` topic, and retrain when enough new events arrived.
+
+Trainings run one at a time in this loop (and under the registry's lock, so two
+followers never train at once); a failed training is logged with its snapshot version
+and leaves the promoted model untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import latest_version
+from .errors import TrainerError
+from .pipeline import Outcome, train_and_register
+from .registry import ModelRegistry
+from .train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FollowState:
+    trained_versions: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    last_seen_total: int = 0
+
+
+def _seen_total(store: Path, version: str) -> int:
+    m = json.loads((store / version / "manifest.json").read_text())
+    return int(sum(m["seen"].values()))
+
+
+class Follower:
+    def __init__(
+        self,
+        store: Path,
+        registry: ModelRegistry,
+        cfg: TrainConfig,
+        bootstrap: str | None = None,
+        snapshots_topic: str = "snapshots",
+        drift_topic: str = "drift",
+        min_new_events: int = 0,
+        margin: float = 0.0,
+        group_id: str = "stratastream-trainer",
+    ) -> None:
+        self.store, self.registry, self.cfg = Path(store), registry, cfg
+        self.bootstrap = bootstrap
+        self.topics = [snapshots_topic, drift_topic]
+        self.drift_topic = drift_topic
+        self.min_new_events, self.margin, self.group_id = min_new_events, margin, group_id
+        self.state = FollowState()
+        self.stop_event = threading.Event()
+
+    def handle(self, version: str, trigger: str) -> Outcome | None:
+        if version in self.state.trained_versions and trigger != "drift":
+            return None
+        try:
+            total = _seen_total(self.store, version)
+        except (OSError, ValueError, KeyError) as e:
+            self._fail(version, f"manifest unreadable: {e}")
+            return None
+        if trigger == "snapshot" and total - self.state.last_seen_total < self.min_new_events:
+            log.info(
+                "snapshot %s: %d new events < min_new_events=%d, not retraining",
+                version,
+                total - self.state.last_seen_total,
+                self.min_new_events,
+            )
+            return None
+        try:
+            out = train_and_register(
+                self.store,
+                self.registry,
+                self.cfg,
+                version,
+                self.margin,
+                trigger=trigger,
+                progress=False,
+            )
+        except TrainerError as e:
+            self._fail(version, str(e))
+            return None
+        self.state.trained_versions.append(version)
+        self.state.outcomes.append(out)
+        self.state.last_seen_total = total
+        return out
+
+    def _fail(self, version: str, why: str) -> None:
+        log.error("training on snapshot %s failed; promoted model unchanged: %s", version, why)
+        self.state.failures.append(f"{version}: {why}")
+
+    def run(self, poll_s: float = 1.0) -> None:
+        if self.bootstrap:
+            self._run_kafka()
+        else:
+            self._run_watch(poll_s)
+
+    def _run_watch(self, poll_s: float) -> None:
+        while not self.stop_event.is_set():
+            try:
+                v = latest_version(self.store)
+            except TrainerError:
+                v = None
+            if v is not None:
+                self.handle(v, "snapshot")
+            self.stop_event.wait(poll_s)
+
+    def _run_kafka(self) -> None:
+        from confluent_kafka import Consumer
+
+        c = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.group_id,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+                "fetch.queue.backoff.ms": 10,
+            }
+        )
+        c.subscribe(self.topics)
+        try:
+            while not self.stop_event.is_set():
+                msgs = [m for m in c.consume(100, 0.5) if m.error() is None]
+                if not msgs:
+                    continue
+                retrain = any(
+                    m.topic() == self.drift_topic and _is_retrain(m.value()) for m in msgs
+                )
+                versions = [_version_of(m.value()) for m in msgs if m.topic() != self.drift_topic]
+                versions = [v for v in versions if v]
+                if versions:  # only the newest snapshot of a burst is worth training
+                    self.handle(versions[-1], "snapshot")
+                if retrain:
+                    try:
+                        self.handle(latest_version(self.store), "drift")
+                    except TrainerError as e:
+                        self._fail("latest", str(e))
+        finally:
+            c.close()
+
+
+def _version_of(value: bytes | None) -> str | None:
+    try:
+        return json.loads(value)["version"]
+    except (TypeError, ValueError, KeyError):
+        log.warning("ignoring a malformed snapshots-topic message: %r", (value or b"")[:200])
+        return None
+
+
+def _is_retrain(value: bytes | None) -> bool:
+    try:
+        return json.loads(value).get("action") == "retrain"
+    except (TypeError, ValueError, AttributeError):
+        log.warning("ignoring a malformed drift-topic message: %r", (value or b"")[:200])
+        return False

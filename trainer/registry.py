@@ -1,0 +1,153 @@
+"""A directory-backed model registry with promotion and rollback.
+
+::
+
+    <root>/models/<model_id>/model.pt      state dict + model spec + label names + dim
+    <root>/models/<model_id>/meta.json     metrics, snapshot version (lineage to Kafka
+                                           offsets via its manifest), config, seed, timings
+    <root>/models/<model_id>/report.png    loss curve, per-label F1 vs the previous model
+    <root>/PROMOTED                        id of the promoted model
+    <root>/history.jsonl                   promotions and rollbacks, append-only
+
+Entries appear atomically (written to a temporary directory, then renamed), so a failed
+or killed training leaves the registry as it was. A file lock serialises writers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import TrainerError
+from .model import build_model
+
+
+@dataclass
+class ModelEntry:
+    id: str
+    path: Path
+    meta: dict
+
+    @property
+    def macro_f1(self) -> float:
+        return float(self.meta["metrics"]["macro_f1"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta["label_names"])
+
+
+class ModelRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        (self.root / "models").mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock: never two trainings or registry changes at once."""
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # ---------------------------------------------------------------- entries
+    def list(self) -> list[ModelEntry]:
+        out = []
+        for d in sorted((self.root / "models").iterdir()):
+            if d.name.startswith(".") or not (d / "meta.json").exists():
+                continue
+            out.append(ModelEntry(d.name, d, json.loads((d / "meta.json").read_text())))
+        return sorted(out, key=lambda e: e.meta["created_at"])
+
+    def get(self, model_id: str) -> ModelEntry:
+        d = self.root / "models" / model_id
+        if not (d / "meta.json").exists():
+            raise TrainerError(f"registry {self.root}: no model {model_id!r}")
+        return ModelEntry(model_id, d, json.loads((d / "meta.json").read_text()))
+
+    def add(self, model: torch.nn.Module, meta: dict, png: bytes | None = None) -> ModelEntry:
+        n = len(self.list()) + 1
+        model_id = f"m{n:04d}-{meta['snapshot_version'][:8]}"
+        meta = {**meta, "id": model_id, "created_at": time.time()}
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root / "models"))
+        try:
+            torch.save(
+                {
+                    "state_dict": model.state_dict(),
+                    "spec": meta["config"]["model"],
+                    "label_names": meta["label_names"],
+                    "dim": meta["dim"],
+                },
+                tmp / "model.pt",
+            )
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            if png is not None:
+                (tmp / "report.png").write_bytes(png)
+            os.replace(tmp, self.root / "models" / model_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.get(model_id)
+
+    def load_model(self, model_id: str) -> tuple[torch.nn.Module, ModelEntry]:
+        e = self.get(model_id)
+        try:
+            blob = torch.load(e.path / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as ex:  # unreadable or tampered file
+            raise TrainerError(f"model {model_id}: cannot load model.pt ({ex})") from ex
+        model = build_model(blob["spec"], blob["dim"], len(blob["label_names"]))
+        model.load_state_dict(blob["state_dict"])
+        model.eval()
+        return model, e
+
+    # ---------------------------------------------------------------- promotion
+    def promoted(self) -> ModelEntry | None:
+        p = self.root / "PROMOTED"
+        return self.get(p.read_text().strip()) if p.exists() else None
+
+    def history(self) -> list[dict]:
+        p = self.root / "history.jsonl"
+        return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+    def promote(self, model_id: str, reason: str) -> None:
+        self.get(model_id)
+        self._set_promoted(model_id, "promote", reason)
+
+    def rollback(self, reason: str = "manual rollback") -> ModelEntry:
+        """Promote the model that was promoted before the current one."""
+        current = self.promoted()
+        chain = [h["model"] for h in self.history() if h["action"] in ("promote", "rollback")]
+        if current is None or len(chain) < 2:
+            raise TrainerError(f"registry {self.root}: nothing to roll back to")
+        # walk back past the current model to the previous distinct promoted one
+        for model_id in reversed(chain[:-1]):
+            if model_id != current.id:
+                self._set_promoted(model_id, "rollback", f"{reason} (from {current.id})")
+                return self.get(model_id)
+        raise TrainerError(f"registry {self.root}: nothing to roll back to")
+
+    def _set_promoted(self, model_id: str, action: str, reason: str) -> None:
+        tmp = self.root / ".PROMOTED.tmp"
+        tmp.write_text(model_id)
+        os.replace(tmp, self.root / "PROMOTED")
+        with open(self.root / "history.jsonl", "a") as f:
+            f.write(
+                json.dumps(
+                    {"at": time.time(), "action": action, "model": model_id, "reason": reason}
+                )
+                + "\n"
+            )
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,230 @@
+"""Training and evaluation of one model on one snapshot."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import make_batches
+from .data import SnapshotData, in_eval_split
+from .errors import TrainerError
+from .metrics import EvalReport, evaluate_predictions
+from .model import build_model, standardizer_of
+
+
+@dataclass
+class TrainConfig:
+    model: str = "mlp"
+    epochs: int = 20
+    batch_size: int = 1024
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    weighting: str = "balanced"  # or "prior": loss weighted by Horvitz-Thompson weights
+    multilabel: bool = False
+    eval_percent: int = 20
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+
+    def __post_init__(self) -> None:
+        if self.weighting not in ("balanced", "prior"):
+            raise TrainerError(f"weighting: expected 'balanced' or 'prior', got {self.weighting!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise TrainerError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainerError(f"lr: must be a positive number, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    report: EvalReport
+    losses: list[float]
+    device: str
+    on_device_batches: bool
+    samples_per_s: float
+    seconds: float
+    n_train: int
+    n_eval: int
+    label_names: list[str] = field(default_factory=list)
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise TrainerError(f"device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainerError("device: 'cuda' requested but no CUDA device is available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train on the snapshot's training split, evaluate on its fixed held-out split."""
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    ev = in_eval_split(data.ids, cfg.eval_percent)
+    tr_data, ev_data = data.subset(~ev), data.subset(ev)
+    if tr_data.n == 0 or ev_data.n == 0:
+        raise TrainerError(
+            f"snapshot {data.version}: too few rows ({data.n}) for a train/eval split"
+        )
+    model = build_model(cfg.model, data.dim, len(data.label_names)).to(device)
+    x = torch.from_numpy(tr_data.features)
+    std = standardizer_of(model)
+    if std is not None:
+        std.fit(x.to(device))
+    w = (
+        torch.ones(tr_data.n)
+        if cfg.weighting == "balanced"
+        else torch.from_numpy(tr_data.ht_weight / tr_data.ht_weight.mean()).float()
+    )
+    target = (
+        torch.from_numpy(tr_data.multi_hot) if cfg.multilabel else torch.from_numpy(tr_data.labels)
+    )
+    batches = make_batches({"x": x, "y": target, "w": w}, cfg.batch_size, device, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(batches)
+    )
+    loss_fn = (
+        nn.BCEWithLogitsLoss(reduction="none")
+        if cfg.multilabel
+        else nn.CrossEntropyLoss(reduction="none")
+    )
+    amp = cfg.amp and device.type == "cuda"
+    losses: list[float] = []
+    bar = _bar(cfg.epochs, progress, data.version)
+    t0 = time.perf_counter()
+    model.train()
+    for _epoch in range(cfg.epochs):
+        total = torch.zeros((), device=device)
+        for b in batches:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(b["x"])
+            per = loss_fn(logits.float(), b["y"])
+            if cfg.multilabel:
+                per = per.mean(1)
+            loss = (per * b["w"]).sum() / b["w"].sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * b["x"].shape[0]
+        losses.append(float(total) / tr_data.n)  # one sync per epoch
+        if bar is not None:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    secs = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    report = evaluate(model, ev_data, device, cfg.multilabel)
+    return TrainResult(
+        model,
+        report,
+        losses,
+        str(device),
+        batches.on_device,
+        cfg.epochs * tr_data.n / secs,
+        secs,
+        tr_data.n,
+        ev_data.n,
+        list(data.label_names),
+    )
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    x: np.ndarray,
+    device: torch.device | str = "cpu",
+    multilabel: bool = False,
+    batch: int = 65_536,
+) -> np.ndarray:
+    model.eval()
+    device = torch.device(device)
+    out = []
+    for i in range(0, x.shape[0], batch):
+        logits = model(torch.from_numpy(x[i : i + batch]).to(device)).float()
+        out.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def evaluate(
+    model: nn.Module,
+    data: SnapshotData,
+    device,
+    multilabel: bool = False,
+    label_map: np.ndarray | None = None,
+) -> EvalReport:
+    """Metrics on ``data``. ``label_map[i]`` maps the model's output i to data's label index
+    (for a model trained on an older label set); unmapped data labels count as errors."""
+    probs = predict_proba(model, data.features, device, multilabel)
+    k = len(data.label_names)
+    if label_map is not None:
+        full = np.zeros((probs.shape[0], k), dtype=probs.dtype)
+        full[:, label_map] = probs
+        probs = full
+    if multilabel:
+        return _multilabel_report(probs, data)
+    return evaluate_predictions(data.labels, probs.argmax(1), probs, data.label_names)
+
+
+def _multilabel_report(probs: np.ndarray, data: SnapshotData) -> EvalReport:
+    pred = probs >= 0.5
+    truth = data.multi_hot >= 0.5
+    tp = (pred & truth).sum(0).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(pred.sum(0) > 0, tp / pred.sum(0), 0.0)
+        rec = np.where(truth.sum(0) > 0, tp / truth.sum(0), 0.0)
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+    present = truth.sum(0) > 0
+    per = {
+        n: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(truth[:, i].sum()),
+        }
+        for i, n in enumerate(data.label_names)
+    }
+    conf = np.where(pred, probs, 1 - probs)
+    ece = float(np.abs(conf.mean() - (pred == truth).mean()))
+    return EvalReport(
+        float(prec[present].mean()),
+        float(rec[present].mean()),
+        float(f1[present].mean()),
+        float((pred == truth).all(1).mean()),
+        ece,
+        per,
+        [],
+        int(probs.shape[0]),
+    )
+
+
+def _bar(epochs: int, progress: bool, version: str):
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=epochs, unit="epoch", desc=f"train {version[:8]}", mininterval=0.5)
