@@ -87,6 +87,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
         frame_rows=a.frame_rows,
         seed=a.seed,
         multilabel_frac=a.multilabel,
+        rate=a.rate,
     )
     print(
         f"produced {rep.events:,} events in {rep.messages:,} messages "
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--drift-at", type=float, default=None, help="drift after this fraction")
     pr.add_argument("--frame-rows", type=int, default=0, help="rows per batched frame (0: JSON)")
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--rate", type=float, default=0.0, help="events/s (0: as fast as possible)")
     pr.set_defaults(fn=cmd_produce)
 
     d = sub.add_parser("demo", help="embedded broker + worker + producer, live table, summary")
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--labels", type=int, default=12)
     d.add_argument("--malformed", type=float, default=0.005)
     d.add_argument("--drift-at", type=float, default=0.6)
+    d.add_argument("--rate", type=float, default=10_000, help="events/s (0: as fast as possible)")
     d.set_defaults(fn=cmd_demo)
 
     sn = sub.add_parser("snapshot", help="list, show or export snapshots")

@@ -10,7 +10,10 @@ prints a summary.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from sampler.errors import StratastreamError
 
 from .broker import EmbeddedBroker
 from .produce import ProduceReport, produce_synthetic
@@ -61,11 +66,16 @@ def run_demo(a: argparse.Namespace) -> int:
             root / "snapshots",
             root / "worker.log",
             partitions=s.partitions,
-            env={"STRATA_SNAPSHOT_EVERY_S": "5"},
+            env={"STRATA_SNAPSHOT_EVERY_S": "3"},
         )
+        trainer = None
         try:
             worker.wait_ready(90)
             console.print(f"worker up, web on {worker.url} (log: {root / 'worker.log'})")
+            trainer = _start_trainer(broker.bootstrap, s, root)
+            console.print(
+                f"trainer following topic {s.snapshots_topic!r} (log: {root / 'trainer.log'})"
+            )
             rep: list[ProduceReport] = []
             err: list[BaseException] = []
 
@@ -82,6 +92,7 @@ def run_demo(a: argparse.Namespace) -> int:
                             drift_at=a.drift_at,
                             seed=0,
                             progress=False,
+                            rate=a.rate,
                         )
                     )
                 except BaseException as e:  # noqa: BLE001 - reported below
@@ -107,10 +118,84 @@ def run_demo(a: argparse.Namespace) -> int:
             st = worker.wait_until(
                 lambda x: len(x["snapshots"]) > n_before, 60, "the final snapshot"
             )
+            models = _wait_for_model(root / "registry", st["snapshots"][-1], trainer, 300)
             _summary(console, rep[0], st, root / "snapshots", time.monotonic() - t0)
+            _models(console, models, root / "registry")
         finally:
             worker.stop()
+            if trainer is not None:
+                trainer.terminate()
+                trainer.wait(30)
     return 0
+
+
+def _start_trainer(bootstrap: str, s: Settings, root: Path) -> subprocess.Popen:
+    """The trainer runs as its own process and knows only the snapshot format."""
+    log = open(root / "trainer.log", "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainer.cli",
+            "follow",
+            "--broker",
+            f"kafka://{bootstrap}",
+            "--snapshots-topic",
+            s.snapshots_topic,
+            "--snapshot-dir",
+            str(root / "snapshots"),
+            "--registry",
+            str(root / "registry"),
+            "--epochs",
+            "8",
+            "--device",
+            "auto",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _registry_entries(reg: Path) -> list[dict]:
+    out = []
+    for meta in (reg / "models").glob("*/meta.json"):
+        try:
+            out.append(json.loads(meta.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(out, key=lambda m: m["created_at"])
+
+
+def _wait_for_model(reg: Path, version: str, trainer: subprocess.Popen, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = _registry_entries(reg)
+        if any(m["snapshot_version"] == version for m in models):
+            return models
+        if trainer.poll() is not None:
+            raise StratastreamError(
+                f"trainer exited with code {trainer.returncode}; see {reg.parent / 'trainer.log'}"
+            )
+        time.sleep(0.5)
+    raise StratastreamError(f"no model trained on snapshot {version} within {timeout:.0f}s")
+
+
+def _models(console: Console, models: list[dict], reg: Path) -> None:
+    promoted = (reg / "PROMOTED").read_text().strip() if (reg / "PROMOTED").exists() else None
+    t = Table(title="models (trainer registry)")
+    for c in ("model", "snapshot", "rows", "macro-F1", "vs promoted, same data", "state"):
+        t.add_column(c, justify="right" if c in ("rows", "macro-F1") else "left")
+    for m in models:
+        prev = m.get("previous_f1_same_data")
+        t.add_row(
+            m["id"],
+            m["snapshot_version"],
+            f"{m['rows']['train'] + m['rows']['eval']:,}",
+            f"{m['metrics']['macro_f1']:.4f}",
+            "-" if prev is None else f"{prev:.4f}",
+            "PROMOTED" if m["id"] == promoted else "",
+        )
+    console.print(t)
 
 
 def _summary(console: Console, rep: ProduceReport, st: dict, store: Path, secs: float) -> None:

@@ -74,8 +74,12 @@ def produce_synthetic(
     frame_rows: int = 0,
     seed: int = 0,
     progress: bool = True,
+    rate: float = 0.0,
 ) -> ProduceReport:
-    """Produce ``n`` events (plus malformed ones) and wait until all are acknowledged."""
+    """Produce ``n`` events (plus malformed ones) and wait until all are acknowledged.
+
+    ``rate`` > 0 paces production to about that many events per second.
+    """
     rng = np.random.default_rng(seed)
     names = label_names(n_labels)
     p = 1.0 / np.arange(1, n_labels + 1) ** zipf_a
@@ -134,6 +138,10 @@ def produce_synthetic(
             rep.messages += 1
         if i % 5_000 == 0:
             prod.poll(0)
+        if rate > 0 and i % 1_000 == 999:
+            ahead = (i + 1) / rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
         if bar is not None and i % 1_000 == 999:
             bar.update(1_000)
     left = prod.flush(60)

@@ -27,6 +27,7 @@ def make_snapshot(
     dim: int = 4,
     id_prefix: str = "e",
     partitions: int = 2,
+    store: Path | None = None,
 ) -> tuple[str, np.ndarray]:
     """Events with label-dependent feature means (``sep`` = 0: uninformative features).
 
@@ -79,7 +80,7 @@ def make_snapshot(
             ),
         )
         proc.store.close()
-    m = build_snapshot(shard_dir, root / "snapshots", partitions=partitions)
+    m = build_snapshot(shard_dir, store or root / "snapshots", partitions=partitions)
     assert m is not None
     return m.version, np.bincount(labels, minlength=n_labels) / n
 
