@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import bench_sampler
+from . import bench_sampler, bench_trainer
 
 
 def main() -> None:
     bench_sampler.main()
+    bench_trainer.main()
 
 
 if __name__ == "__main__":
