@@ -31,8 +31,9 @@ def make_data(n: int, dim: int, k: int, seed: int = 0):
 
 
 def model_for(dim: int, k: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                         nn.Linear(256, k))
+    return nn.Sequential(
+        nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, k)
+    )
 
 
 def run_epoch(model, batches, opt, device, amp: bool) -> int:
@@ -70,19 +71,33 @@ def measure(device: torch.device, x, y, dim, k, batch_sizes, loader_workers, epo
         t = time.perf_counter()
         n = run_epoch(model, make_batches(), opt, device, amp)
         secs = time.perf_counter() - t
-        rows.append({"name": name, "device": str(device), "samples": n, "seconds": secs,
-                     "samples_per_s": n / secs, **extra})
+        rows.append(
+            {
+                "name": name,
+                "device": str(device),
+                "samples": n,
+                "seconds": secs,
+                "samples_per_s": n / secs,
+                **extra,
+            }
+        )
 
     ds = TensorDataset(x, y)
     for w in loader_workers:
-        timed(f"DataLoader per-sample, batch 1024, workers={w}",
-              lambda w=w: DataLoader(ds, batch_size=1024, shuffle=True, num_workers=w,
-                                     pin_memory=device.type == "cuda"),
-              {"batch": 1024, "workers": w})
+        timed(
+            f"DataLoader per-sample, batch 1024, workers={w}",
+            lambda w=w: DataLoader(
+                ds, batch_size=1024, shuffle=True, num_workers=w, pin_memory=device.type == "cuda"
+            ),
+            {"batch": 1024, "workers": w},
+        )
     xd, yd = x.to(device), y.to(device)
     for bs in batch_sizes:
-        timed(f"on-device index batching, batch {bs}",
-              lambda bs=bs: device_batches(xd, yd, bs, device, 0), {"batch": bs})
+        timed(
+            f"on-device index batching, batch {bs}",
+            lambda bs=bs: device_batches(xd, yd, bs, device, 0),
+            {"batch": bs},
+        )
     base = rows[0]["samples_per_s"]
     for r in rows:
         r["ratio_vs_dataloader"] = r["samples_per_s"] / base
@@ -90,9 +105,14 @@ def measure(device: torch.device, x, y, dim, k, batch_sizes, loader_workers, epo
     # quality: a few epochs each way, macro-F1 on a held-out slice
     n_ev = x.shape[0] // 10
     f1 = {}
-    for name, make in (("dataloader", lambda: DataLoader(TensorDataset(x[n_ev:], y[n_ev:]),
-                                                          batch_size=1024, shuffle=True)),
-                       ("on_device", lambda: device_batches(xd[n_ev:], yd[n_ev:], 1024, device, 0))):
+
+    def loader():
+        return DataLoader(TensorDataset(x[n_ev:], y[n_ev:]), batch_size=1024, shuffle=True)
+
+    def on_device():
+        return device_batches(xd[n_ev:], yd[n_ev:], 1024, device, 0)
+
+    for name, make in (("dataloader", loader), ("on_device", on_device)):
         torch.manual_seed(0)
         model = model_for(dim, k).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -100,8 +120,9 @@ def measure(device: torch.device, x, y, dim, k, batch_sizes, loader_workers, epo
             run_epoch(model, make(), opt, device, amp)
         with torch.no_grad():
             probs = torch.softmax(model(xd[:n_ev]).float(), 1).cpu().numpy()
-        f1[name] = evaluate_predictions(y[:n_ev].numpy(), probs.argmax(1), probs,
-                                        [str(i) for i in range(k)]).macro_f1
+        f1[name] = evaluate_predictions(
+            y[:n_ev].numpy(), probs.argmax(1), probs, [str(i) for i in range(k)]
+        ).macro_f1
     return rows, f1
 
 
@@ -114,16 +135,25 @@ def main(n: int = 200_000, dim: int = 64, k: int = 50, epochs_f1: int = 3) -> di
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:
         cuda = dev.type == "cuda"
-        rows, f1 = measure(dev, x, y, dim, k, [1024, 4096] if not cuda else [1024, 4096, 16384],
-                           [0, 4] if cuda else [0, 2], epochs_f1)
+        rows, f1 = measure(
+            dev,
+            x,
+            y,
+            dim,
+            k,
+            [1024, 4096] if not cuda else [1024, 4096, 16384],
+            [0, 4] if cuda else [0, 2],
+            epochs_f1,
+        )
         results["runs"] += rows
         results["macro_f1"][str(dev)] = f1
     t = Table(title=f"trainer input pipeline: {n:,} rows, MLP {dim}->256->256->{k}, one epoch")
     for c in ("device", "pipeline", "samples/s", "x DataLoader"):
         t.add_column(c, justify="left" if c in ("device", "pipeline") else "right")
     for r in results["runs"]:
-        t.add_row(r["device"], r["name"], f"{r['samples_per_s']:,.0f}",
-                  f"{r['ratio_vs_dataloader']:.1f}")
+        t.add_row(
+            r["device"], r["name"], f"{r['samples_per_s']:,.0f}", f"{r['ratio_vs_dataloader']:.1f}"
+        )
     Console().print(t)
     Console().print(f"macro-F1 after {epochs_f1} epochs: {results['macro_f1']}")
     print(f"wrote {write_result('trainer', results)}")

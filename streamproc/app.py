@@ -15,11 +15,13 @@ import threading
 
 import faust
 from mode import Service
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .ingest import IngestLoop
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+_PROM_TYPE = CONTENT_TYPE_LATEST.split(";")[0]  # text/plain; version=0.0.4
 
 
 def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faust.App:
@@ -74,6 +76,24 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
     @app.page("/status")
     async def status(web, request):
         return web.json(_status(loop))
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        ok, _ = loop.health.check()
+        loop.metrics.healthy.set(1 if ok else 0)
+        # aiohttp wants the charset apart from the content type
+        return web.text(loop.metrics.exposition().decode(), content_type=_PROM_TYPE)
+
+    @app.page("/health")
+    async def health(web, request):
+        ok, reasons = loop.health.check()
+        body = {"status": "ok" if ok else "unhealthy", "reasons": reasons}
+        return web.json(body, status=200 if ok else 503)
+
+    @app.page("/ready")
+    async def ready(web, request):
+        ok = loop.health.running and loop.health.assigned_once and loop.health.check()[0]
+        return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.page("/snapshot")
     class SnapshotView(faust.web.View):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .events import Reject
+from .health import ProgressTracker
+from .metrics import WorkerMetrics, reason_category
 from .processor import PartitionProcessor
 from .settings import Settings
 from .snapshot import Shard, build_snapshot, read_shard, shard_records, write_shard
@@ -75,7 +77,8 @@ class IngestLoop:
         self._scrub = settings.scrubber()
         self._consumer = None
         self._producer = None
-        self.last_progress = time.monotonic()
+        self.metrics = WorkerMetrics(settings.metrics_max_labels)
+        self.health = ProgressTracker(settings.stall_timeout_s)
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
 
@@ -93,6 +96,7 @@ class IngestLoop:
             out.append(TopicPartition(tp.topic, tp.partition, proc.next_offset))
             log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
         consumer.assign(out)
+        self.health.assigned_once = True
 
     def _open_partition(self, p: int) -> PartitionProcessor:
         """Local RocksDB state, or the partition's shard from the shared snapshot store when
@@ -120,6 +124,7 @@ class IngestLoop:
             if proc is not None:
                 self._checkpoint([proc])
                 proc.store.close()
+                self.health.forget(tp.partition)
                 log.info("revoked partition %d at offset %d", tp.partition, proc.next_offset)
 
     # ------------------------------------------------------------ checkpoint
@@ -140,8 +145,15 @@ class IngestLoop:
             self._consumer.commit(offsets=tps, asynchronous=False)  # (3)
         except Exception as e:  # the checkpoint is the truth; a failed commit only costs a replay
             log.warning("offset commit failed (state is checkpointed, replay is safe): %s", e)
+        else:
+            now = time.time()
+            for proc in procs:
+                self.health.committed(proc.partition, now)
+                self.metrics.committed_at.labels(str(proc.partition)).set(now)
         self.stats.checkpoints += len(procs)
-        self.stats.checkpoint_seconds += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.stats.checkpoint_seconds += dt
+        self.metrics.checkpoint_seconds.observe(dt)
 
     def _dead_letter(self, rejects: list[Reject]) -> None:
         topic = self.settings.events_topic
@@ -157,7 +169,9 @@ class IngestLoop:
                     ("source_offset", str(r.offset).encode()),
                 ],
             )
-            self.stats.dlq_by_reason[r.reason.split(":", 1)[0]] += 1
+            category = reason_category(r.reason)
+            self.stats.dlq_by_reason[category] += 1
+            self.metrics.dead_lettered.labels(category).inc()
             log.debug("dead-lettered %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
         self._producer.poll(0)
 
@@ -204,6 +218,15 @@ class IngestLoop:
         )
         self._producer.flush(30)
         self.stats.snapshots.append(manifest.version)
+        data = self.settings.snapshot_dir / manifest.version / "data.parquet"
+        self.metrics.set_snapshot(
+            manifest.version,
+            manifest.rows,
+            data.stat().st_size,
+            manifest.created_at,
+            manifest.balance_ratio,
+            manifest.stability_vs_parent,
+        )
         log.info(
             "snapshot %s: %d rows, balance %.2f",
             manifest.version,
@@ -226,6 +249,7 @@ class IngestLoop:
             on_lost=self._on_revoke,
         )
         last_snapshot = time.monotonic()
+        self.health.mark_running(True)
         try:
             while not self.stop_event.is_set():
                 msgs = self._consumer.consume(self.batch_size, 0.1)
@@ -247,6 +271,7 @@ class IngestLoop:
                     self.snapshot_now()
             self._checkpoint(list(self.processors.values()))
         finally:
+            self.health.mark_running(False)
             self._consumer.close()  # revokes -> final checkpoints
             self._producer.flush(30)
             for p in self.processors.values():
@@ -254,13 +279,30 @@ class IngestLoop:
             self.processors.clear()
 
     def _publish_summary(self) -> None:
+        """Per-label totals and lag, at most twice a second (not per batch)."""
+        from confluent_kafka import TopicPartition
+
         seen: dict[str, int] = defaultdict(int)
         retained: dict[str, int] = defaultdict(int)
+        capacity: dict[str, int] = defaultdict(int)
         for p in self.processors.values():
-            for k, v in p.reservoirs.seen_counts().items():
-                seen[k] += v
-            for k, v in p.reservoirs.retained_counts().items():
-                retained[k] += v
+            r = p.reservoirs
+            for src, dst in (
+                (r.seen_counts(), seen),
+                (r.retained_counts(), retained),
+                (r.capacities(), capacity),
+            ):
+                for k, v in src.items():
+                    dst[k] += v
+            # the high watermark cached from fetch responses (not the broker's end offsets)
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.settings.events_topic, p.partition), cached=True
+            )
+            if high is not None and high >= 0:
+                lag = max(0, high - p.next_offset)
+                self.metrics.lag.labels(str(p.partition)).set(lag)
+                self.health.set_lag(p.partition, lag)
+        self.metrics.set_labels(seen, retained, capacity)
         self.summary = {"seen": dict(seen), "retained_per_partition_sum": dict(retained)}
         self._summary_at = time.monotonic()
 
@@ -273,14 +315,26 @@ class IngestLoop:
                 continue
             ts_type, ts_ms = m.timestamp()
             by_part[m.partition()].append((m.offset(), m.value(), ts_ms / 1e3 if ts_type else None))
+        now = time.time()
         for part, batch in by_part.items():
             proc = self.processors.get(part)
             if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
                 continue
+            t = time.perf_counter()
+            accepted = proc.counters["accepted"]
             rejects = proc.process(batch)
+            self.metrics.batch_seconds.observe(time.perf_counter() - t)
+            label = str(part)
+            self.metrics.consumed.labels(label).inc(len(batch))
+            self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
+            if batch[-1][2] is not None:
+                self.metrics.latency.observe(max(0.0, now - batch[-1][2]))
+            if proc.since_checkpoint:
+                self.health.processed(part, now)
             self.stats.consumed += len(batch)
             if rejects:
                 self.stats.rejected += len(rejects)
                 self._dead_letter(rejects)
         if msgs:
-            self.last_progress = time.monotonic()
+            self.health.consumed(now)
+            self.metrics.mark_progress()

@@ -48,6 +48,8 @@ class Settings:
     max_labels: int = 256
     on_label_overflow: str = "label"
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
+    stall_timeout_s: float = 60.0  # /health turns 503 after this long without progress
+    metrics_max_labels: int = 100  # per-label series; the rest are summed as __other__
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)
@@ -64,6 +66,8 @@ class Settings:
             "feature_dim",
             "max_event_bytes",
             "max_future_s",
+            "stall_timeout_s",
+            "metrics_max_labels",
         )
         for name in positive:
             if getattr(self, name) <= 0:

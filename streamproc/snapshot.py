@@ -56,6 +56,7 @@ class SnapshotManifest:
     source_offsets: dict[str, int]  # partition -> next offset reflected
     counters: dict[str, int]
     sampler: dict
+    stability_vs_parent: float | None = None  # Jaccard of (label, id) rows with the parent
 
     @classmethod
     def read(cls, path: Path) -> SnapshotManifest:
@@ -160,6 +161,12 @@ def build_snapshot(
     parent = latest_version(store)
     if parent == version:
         return None
+    stability = None
+    if parent is not None and (store / parent / "data.parquet").exists():
+        old = pq.read_table(store / parent / "data.parquet", columns=["label", "id"])
+        a = set(zip(old.column("label").to_pylist(), old.column("id").to_pylist(), strict=True))
+        b = set(zip(cols["label"], cols["id"], strict=True))
+        stability = len(a & b) / max(1, len(a | b))
     retained = merged.retained_counts()
     manifest = SnapshotManifest(
         version=version,
@@ -171,6 +178,7 @@ def build_snapshot(
         balance_ratio=balance_ratio(retained),
         source_offsets=offsets,
         counters=counters,
+        stability_vs_parent=stability,
         sampler={
             "mode": merged.mode,
             "half_life": merged.half_life,

@@ -91,6 +91,13 @@ def cmd_follow(a: argparse.Namespace) -> int:
         min_new_events=a.min_new_events,
         margin=a.margin,
     )
+    if a.metrics_port:
+        from prometheus_client import start_http_server
+
+        from .metrics import TrainerMetrics
+
+        f.metrics = TrainerMetrics(Path(a.registry))
+        start_http_server(a.metrics_port, addr=a.metrics_bind, registry=f.metrics.registry)
     signal.signal(signal.SIGTERM, lambda *_: f.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: f.stop_event.set())
     f.run()
@@ -208,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--snapshots-topic", default="snapshots")
     f.add_argument("--drift-topic", default="drift")
     f.add_argument("--min-new-events", type=int, default=0)
+    f.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("STRATA_TRAINER_METRICS_PORT", 0)),
+        help="serve Prometheus /metrics on this port (0: off)",
+    )
+    f.add_argument("--metrics-bind", default=env("STRATA_WEB_BIND", "127.0.0.1"))
     f.set_defaults(fn=cmd_follow)
 
     r = sub.add_parser("registry", help="list, show, promote or roll back models")

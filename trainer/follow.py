@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Follower:
         self.drift_topic = drift_topic
         self.min_new_events, self.margin, self.group_id = min_new_events, margin, group_id
         self.state = FollowState()
+        self.metrics = None  # a TrainerMetrics, when serving /metrics
         self.stop_event = threading.Event()
 
     def handle(self, version: str, trigger: str) -> Outcome | None:
@@ -73,6 +75,7 @@ class Follower:
                 self.min_new_events,
             )
             return None
+        t = time.perf_counter()
         try:
             out = train_and_register(
                 self.store,
@@ -86,6 +89,11 @@ class Follower:
         except TrainerError as e:
             self._fail(version, str(e))
             return None
+        finally:
+            if self.metrics is not None:
+                self.metrics.duration.observe(time.perf_counter() - t)
+        if self.metrics is not None:
+            self.metrics.runs.labels("promoted" if out.promoted else "kept").inc()
         self.state.trained_versions.append(version)
         self.state.outcomes.append(out)
         self.state.last_seen_total = total
@@ -93,6 +101,8 @@ class Follower:
 
     def _fail(self, version: str, why: str) -> None:
         log.error("training on snapshot %s failed; promoted model unchanged: %s", version, why)
+        if self.metrics is not None:
+            self.metrics.runs.labels("failed").inc()
         self.state.failures.append(f"{version}: {why}")
 
     def run(self, poll_s: float = 1.0) -> None:

@@ -1,0 +1,80 @@
+"""Liveness of a worker judged by progress, not by the process being alive.
+
+A worker is unhealthy when its ingest thread has stopped, when a partition holds processed
+events that have not been committed for longer than ``stall_timeout_s`` (checkpoints are
+failing or blocked), or when messages are waiting (lag > 0) but nothing was consumed for
+longer than that. An idle worker with nothing to read stays healthy.
+
+>>> t = ProgressTracker(stall_timeout_s=10)
+>>> t.mark_running(True); t.processed(0, now=100.0)
+>>> t.check(now=105.0)
+(True, [])
+>>> t.check(now=111.0)
+(False, ['partition 0: processed events not committed for 11s (> 10s)'])
+>>> t.committed(0, now=111.0); t.check(now=112.0)
+(True, [])
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class ProgressTracker:
+    def __init__(self, stall_timeout_s: float) -> None:
+        self.stall_timeout_s = stall_timeout_s
+        self._lock = threading.Lock()
+        self._pending_since: dict[int, float] = {}  # partition -> first uncommitted processing
+        self._lag: dict[int, int] = {}
+        self._consumed_at = time.time()
+        self._running: bool | None = None  # None: not started yet (healthy, not ready)
+        self.assigned_once = False
+
+    def mark_running(self, running: bool) -> None:
+        self._running = running
+
+    @property
+    def running(self) -> bool:
+        return bool(self._running)
+
+    def consumed(self, now: float | None = None) -> None:
+        self._consumed_at = now or time.time()
+
+    def processed(self, partition: int, now: float | None = None) -> None:
+        with self._lock:
+            self._pending_since.setdefault(partition, now or time.time())
+
+    def committed(self, partition: int, now: float | None = None) -> None:
+        with self._lock:
+            self._pending_since.pop(partition, None)
+
+    def forget(self, partition: int) -> None:
+        with self._lock:
+            self._pending_since.pop(partition, None)
+            self._lag.pop(partition, None)
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        with self._lock:
+            self._lag[partition] = lag
+
+    def check(self, now: float | None = None) -> tuple[bool, list[str]]:
+        now = now or time.time()
+        bound = self.stall_timeout_s
+        reasons = []
+        if self._running is False:
+            reasons.append("ingest loop has stopped")
+        with self._lock:
+            for p, since in sorted(self._pending_since.items()):
+                if now - since > bound:
+                    reasons.append(
+                        f"partition {p}: processed events not committed for "
+                        f"{now - since:.0f}s (> {bound:g}s)"
+                    )
+            lag = sum(v for v in self._lag.values() if v > 0)
+        if lag > 0 and now - self._consumed_at > bound:
+            reasons.append(
+                f"{lag} messages waiting but nothing consumed for "
+                f"{now - self._consumed_at:.0f}s (> {bound:g}s)"
+            )
+        return not reasons, reasons

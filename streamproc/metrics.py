@@ -1,0 +1,180 @@
+"""Prometheus metrics of a worker. Names and labels are documented in the README.
+
+Cardinality stays bounded: ``partition`` is bounded by the topic, ``reason`` by the set
+of validation fields, and ``label`` by ``metrics_max_labels``: beyond it, labels are
+aggregated under ``__other__``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_REASON = re.compile(r"^(frame row \d+: )?([a-z_/]+)")
+
+
+def reason_category(reason: str) -> str:
+    """``"features: expected 4"`` -> ``"features"``; frame rows -> ``"frame_row_<field>"``."""
+    m = _REASON.match(reason)
+    if not m:
+        return "other"
+    field = m.group(2).replace("/", "_")
+    return f"frame_row_{field}" if m.group(1) else field
+
+
+class WorkerMetrics:
+    def __init__(self, max_labels: int = 100) -> None:
+        self.registry = r = CollectorRegistry()
+        self.max_labels = max_labels
+        self.consumed = Counter(
+            "strata_events_consumed",
+            "Messages consumed from the events topic",
+            ["partition"],
+            registry=r,
+        )
+        self.accepted = Counter(
+            "strata_events_accepted",
+            "Events that passed validation (rows, for frames)",
+            ["partition"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "strata_events_dead_lettered",
+            "Rejected messages or frame rows sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.label_seen = Gauge(
+            "strata_label_seen", "Events seen per label (owned partitions)", ["label"], registry=r
+        )
+        self.label_retained = Gauge(
+            "strata_label_retained",
+            "Items retained per label, summed over owned partitions",
+            ["label"],
+            registry=r,
+        )
+        self.label_capacity = Gauge(
+            "strata_label_capacity",
+            "Reservoir capacity per label, summed over owned partitions",
+            ["label"],
+            registry=r,
+        )
+        self.balance_ratio = Gauge(
+            "strata_balance_ratio",
+            "Smallest over largest per-label count in the latest snapshot",
+            registry=r,
+        )
+        self.stability = Gauge(
+            "strata_snapshot_stability_jaccard",
+            "Jaccard overlap of retained items between the two latest snapshots",
+            registry=r,
+        )
+        self.snapshots = Counter("strata_snapshots", "Snapshots published", registry=r)
+        self.snapshot_rows = Gauge(
+            "strata_snapshot_rows", "Rows of the latest snapshot", registry=r
+        )
+        self.snapshot_bytes = Gauge(
+            "strata_snapshot_bytes", "Parquet size of the latest snapshot", registry=r
+        )
+        self.snapshot_created = Gauge(
+            "strata_snapshot_created_timestamp_seconds",
+            "Creation time of the latest snapshot",
+            registry=r,
+        )
+        self.snapshot_version = Gauge(
+            "strata_snapshot_version_info",
+            "Latest snapshot version (value 1)",
+            ["version"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "strata_checkpoint_duration_seconds",
+            "Checkpoint duration (flush DLQ, RocksDB batch, offset commit)",
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.lag = Gauge(
+            "strata_partition_lag_events",
+            "High watermark minus the next offset to process",
+            ["partition"],
+            registry=r,
+        )
+        self.committed_at = Gauge(
+            "strata_partition_last_commit_timestamp_seconds",
+            "When the partition's offset was last committed",
+            ["partition"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "strata_processing_latency_seconds",
+            "Kafka message timestamp to processed, one "
+            "observation per partition batch (its newest message)",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.batch_seconds = Histogram(
+            "strata_batch_duration_seconds",
+            "Decode + validate + sample time of one partition batch",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self.progress_at = Gauge(
+            "strata_last_progress_timestamp_seconds",
+            "When the worker last consumed a message",
+            registry=r,
+        )
+        self.healthy = Gauge("strata_worker_healthy", "1 when /health answers 200", registry=r)
+        self._labels_shown: set[str] = set()
+
+    def set_labels(
+        self, seen: dict[str, int], retained: dict[str, int], capacity: dict[str, int]
+    ) -> None:
+        """Per-label gauges, the ``max_labels`` most frequent by name, the rest as __other__."""
+        top = sorted(seen, key=lambda k: (-seen[k], k))[: self.max_labels]
+        shown = set(top)
+        agg = {"seen": {}, "retained": {}, "capacity": {}}
+        for name, src in (("seen", seen), ("retained", retained), ("capacity", capacity)):
+            for lab, v in src.items():
+                key = lab if lab in shown else "__other__"
+                agg[name][key] = agg[name].get(key, 0) + v
+        for lab in self._labels_shown - set(agg["seen"]):
+            for g in (self.label_seen, self.label_retained, self.label_capacity):
+                g.remove(lab)
+        for lab in agg["seen"]:
+            self.label_seen.labels(lab).set(agg["seen"][lab])
+            self.label_retained.labels(lab).set(agg["retained"].get(lab, 0))
+            self.label_capacity.labels(lab).set(agg["capacity"].get(lab, 0))
+        self._labels_shown = set(agg["seen"])
+
+    def set_snapshot(
+        self,
+        version: str,
+        rows: int,
+        size: int,
+        created: float,
+        balance: float,
+        stability: float | None,
+    ) -> None:
+        self.snapshot_version.clear()
+        self.snapshot_version.labels(version).set(1)
+        self.snapshots.inc()
+        self.snapshot_rows.set(rows)
+        self.snapshot_bytes.set(size)
+        self.snapshot_created.set(created)
+        self.balance_ratio.set(balance)
+        if stability is not None:
+            self.stability.set(stability)
+
+    def mark_progress(self) -> None:
+        self.progress_at.set(time.time())
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
