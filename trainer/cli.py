@@ -94,7 +94,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
     if a.metrics_port:
         from prometheus_client import start_http_server
 
-        from .metrics import TrainerMetrics
+        from .telemetry import TrainerMetrics
 
         f.metrics = TrainerMetrics(Path(a.registry))
         start_http_server(a.metrics_port, addr=a.metrics_bind, registry=f.metrics.registry)

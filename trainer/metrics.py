@@ -1,63 +1,84 @@
-"""Prometheus metrics of the trainer (``trainer follow --metrics-port``).
+"""Classification metrics: macro precision / recall / F1, per label, confusion matrix,
+expected calibration error.
 
-Run counters come from this process; promotion state comes from the registry itself at
-scrape time, so promotions and rollbacks made with the CLI are counted too.
+>>> import numpy as np
+>>> r = evaluate_predictions(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]),
+...                          np.eye(3)[[0, 1, 2, 2]], ["a", "b", "c"])
+>>> round(r.macro_f1, 3), r.per_label["b"]["recall"]
+(0.778, 0.5)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-from .registry import ModelRegistry
+import numpy as np
 
 
-class RegistryCollector:
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
+@dataclass
+class EvalReport:
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    accuracy: float
+    ece: float
+    per_label: dict[str, dict[str, float]]
+    confusion: list[list[int]]  # rows: true label, columns: predicted
+    n: int
 
-    def collect(self):
-        promoted = self.registry.promoted()
-        f1 = GaugeMetricFamily(
-            "strata_trainer_promoted_macro_f1", "Held-out macro-F1 of the promoted model"
-        )
-        info = GaugeMetricFamily(
-            "strata_trainer_model_version_info",
-            "Promoted model and its snapshot (value 1)",
-            labels=["model", "snapshot"],
-        )
-        if promoted is not None:
-            f1.add_metric([], promoted.macro_f1)
-            info.add_metric([promoted.id, promoted.meta["snapshot_version"]], 1)
-        yield f1
-        yield info
-        hist = self.registry.history()
-        for action in ("promote", "rollback"):
-            c = CounterMetricFamily(
-                f"strata_trainer_{action}s", f"Model {action}s recorded in the registry history"
-            )
-            c.add_metric([], sum(1 for h in hist if h["action"] == action))
-            yield c
-        models = GaugeMetricFamily("strata_trainer_models", "Models in the registry")
-        models.add_metric([], len(self.registry.list()))
-        yield models
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-class TrainerMetrics:
-    def __init__(self, registry_dir: Path) -> None:
-        self.registry = r = CollectorRegistry()
-        self.runs = Counter(
-            "strata_trainer_runs",
-            "Training runs by outcome (promoted, kept, failed)",
-            ["outcome"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "strata_trainer_run_duration_seconds",
-            "Training run duration",
-            registry=r,
-            buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800),
-        )
-        r.register(RegistryCollector(ModelRegistry(registry_dir)))
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: sum over confidence bins of |accuracy - confidence| x bin weight."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def evaluate_predictions(
+    y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, label_names: list[str]
+) -> EvalReport:
+    """Metrics of single-label predictions; labels absent from ``y_true`` are left out of
+    the macro averages (their precision still counts false positives in ``per_label``)."""
+    k = len(label_names)
+    cm = confusion_matrix(y_true, y_pred, k)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(predicted > 0, tp / predicted, 0.0)
+        rec = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+    present = support > 0
+    per = {
+        label_names[i]: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i in range(k)
+    }
+    return EvalReport(
+        macro_precision=float(prec[present].mean()),
+        macro_recall=float(rec[present].mean()),
+        macro_f1=float(f1[present].mean()),
+        accuracy=float(tp.sum() / max(1, cm.sum())),
+        ece=expected_calibration_error(probs, y_true),
+        per_label=per,
+        confusion=cm.tolist(),
+        n=int(y_true.shape[0]),
+    )

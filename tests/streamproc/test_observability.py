@@ -21,7 +21,7 @@ from streamproc.broker import EmbeddedBroker, free_port
 from streamproc.metrics import WorkerMetrics, reason_category
 from streamproc.produce import produce_synthetic
 from streamproc.supervise import processed_all
-from trainer.metrics import TrainerMetrics
+from trainer.telemetry import TrainerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MON = ROOT / "streamproc" / "monitoring"
