@@ -64,10 +64,8 @@ def wasserstein_sorted(a, b):
     total = 0.0
     prev = a[0] if a[0] <= b[0] else b[0]
     while i < n1 or j < n2:
-        if j >= n2 or (i < n1 and a[i] <= b[j]):
-            x = a[i]
-        else:
-            x = b[j]
+        take_a = j >= n2 or (i < n1 and a[i] <= b[j])
+        x = a[i] if take_a else b[j]
         total += abs(i / n1 - j / n2) * (x - prev)
         prev = x
         while i < n1 and a[i] <= x:
@@ -100,8 +98,9 @@ def _prob_inside(n1, n2, h, lcm):
     return row[n2]
 
 
-def ks_2samp(a: np.ndarray, b: np.ndarray, presorted: bool = False,
-             min_samples: int = MIN_SAMPLES) -> TestResult:
+def ks_2samp(
+    a: np.ndarray, b: np.ndarray, presorted: bool = False, min_samples: int = MIN_SAMPLES
+) -> TestResult:
     """Two-sided two-sample KS test."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -165,8 +164,9 @@ def js_divergence(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
     return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray,
-                     min_total: int = 20) -> TestResult:
+def chi2_homogeneity(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, min_total: int = 20
+) -> TestResult:
     """Chi-square test that two count vectors come from the same category mix."""
     r = np.asarray(ref_counts, dtype=np.float64)
     c = np.asarray(cur_counts, dtype=np.float64)
@@ -177,8 +177,9 @@ def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray,
     if table.shape[1] < 2:
         return TestResult(0.0, 1.0, "chi2", False, int(r.sum()), int(c.sum()))
     res = sps.chi2_contingency(table, correction=False)
-    return TestResult(float(res.statistic), float(res.pvalue), "chi2", False, int(r.sum()),
-                      int(c.sum()))
+    return TestResult(
+        float(res.statistic), float(res.pvalue), "chi2", False, int(r.sum()), int(c.sum())
+    )
 
 
 def adjust_pvalues(p: np.ndarray, method: str = "bh") -> np.ndarray:

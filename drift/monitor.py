@@ -1,0 +1,262 @@
+"""Drift on the stream: a reference (the last snapshot) against a recent window.
+
+The window is, per label, a short-half-life decayed reservoir (a
+:class:`sampler.LabelReservoirs` in decayed mode), so drift detection costs bounded
+memory however fast events arrive. A :meth:`DriftMonitor.check` computes, per label and
+feature, the KS test, Wasserstein-1 and PSI against the reference, controls multiple
+testing across features (Benjamini-Hochberg or Bonferroni), combines them into a label
+score (-log10 of the smallest adjusted p-value), compares the label mix of the window
+(exponentially decayed counts) with the reference's (Jensen-Shannon, chi-square), and
+turns what it finds into actions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sampler import LabelReservoirs, QuotaPolicy
+
+from .stats import adjust_pvalues, chi2_homogeneity, js_divergence, ks_2samp, psi, wasserstein_1
+
+ACTIONS = ("alert", "boost_quota", "shorten_half_life", "request_snapshot", "retrain")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    alpha: float = 0.01  # per label, after multiple-testing correction across features
+    correction: str = "bh"  # or "bonferroni"
+    min_samples: int = 50  # per label, in the window and in the reference
+    window_half_life_s: float = 600.0
+    window_capacity: int = 1_000  # per label
+    max_labels: int = 256
+    psi_bins: int = 10
+    scarce_ratio: float = 0.5  # window share < ratio x reference share -> scarce
+    mix_alpha: float = 0.01
+    actions: tuple[str, ...] = ("alert", "boost_quota", "request_snapshot", "retrain")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from sampler.errors import ConfigError
+
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"drift alpha: must be in (0, 1), got {self.alpha}")
+        if self.correction not in ("bh", "bonferroni"):
+            raise ConfigError(f"drift correction: 'bh' or 'bonferroni', got {self.correction!r}")
+        unknown = set(self.actions) - set(ACTIONS)
+        if unknown:
+            raise ConfigError(f"drift actions: unknown {sorted(unknown)}; known: {list(ACTIONS)}")
+        if self.min_samples < 8 or self.window_capacity < self.min_samples:
+            raise ConfigError("drift min_samples: must be >= 8 and <= window_capacity")
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    ks: float
+    pvalue: float
+    p_adjusted: float
+    wasserstein: float
+    psi: float
+    drifted: bool
+
+
+@dataclass
+class LabelDrift:
+    label: str
+    insufficient: bool
+    score: float = 0.0
+    drifted: bool = False
+    n_window: int = 0
+    n_reference: int = 0
+    features: list[FeatureDrift] = field(default_factory=list)
+
+
+@dataclass
+class MixDrift:
+    js: float
+    chi2_pvalue: float
+    insufficient: bool
+    drifted: bool
+    scarce: list[str]
+    shares: dict[str, tuple[float, float]]  # label -> (reference share, window share)
+
+
+@dataclass
+class DriftAction:
+    action: str
+    label: str | None
+    feature: str | None
+    statistic: str
+    value: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in self.__dict__.items()
+        }
+
+
+@dataclass
+class DriftReport:
+    labels: dict[str, LabelDrift]
+    mix: MixDrift
+    actions: list[DriftAction]
+
+
+class DriftMonitor:
+    def __init__(self, feature_names: list[str], config: DriftConfig | None = None) -> None:
+        self.cfg = config or DriftConfig()
+        self.features = list(feature_names)
+        c = self.cfg
+        policy = QuotaPolicy(
+            min_capacity=c.window_capacity,
+            max_capacity=c.window_capacity,
+            boost_capacity=c.window_capacity,
+            global_cap=c.window_capacity * c.max_labels,
+            max_labels=c.max_labels,
+            on_overflow="label",
+        )
+        self.window = LabelReservoirs(
+            policy, mode="decayed", half_life=c.window_half_life_s, seed=c.seed
+        )
+        self._rows: dict[tuple[int, int], np.ndarray] = {}
+        self._mix = np.zeros(c.max_labels)
+        self._mix_t: float | None = None
+        self._lam = math.log(2.0) / c.window_half_life_s
+        self.reference: dict[str, np.ndarray] = {}  # label -> sorted [n, d] (column-wise)
+        self.reference_counts: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ input
+    def set_reference(
+        self, labels: list[str], features: np.ndarray, counts: dict[str, float] | None = None
+    ) -> None:
+        """Reference data per label (e.g. a snapshot's rows) and its label mix."""
+        features = np.asarray(features, dtype=np.float64)
+        ref: dict[str, np.ndarray] = {}
+        labs = np.asarray(labels, dtype=object)
+        for name in set(labels):
+            ref[name] = np.sort(features[labs == name], axis=0)
+        self.reference = ref
+        self.reference_counts = (
+            dict(counts) if counts is not None else {k: float(v.shape[0]) for k, v in ref.items()}
+        )
+
+    def update(
+        self, labels: list[str], timestamps: np.ndarray, keys: np.ndarray, features: np.ndarray
+    ) -> None:
+        """Offer a batch of accepted events (primary label each) to the window."""
+        if len(labels) == 0:
+            return
+        ts = np.asarray(timestamps, dtype=np.float64)
+        ids = self.window.encode(list(labels))
+        out = self.window.update(ids, ts, np.asarray(keys, dtype=np.uint64))
+        for l, k in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
+            self._rows.pop((l, k), None)
+        feats = np.asarray(features, dtype=np.float64)
+        for i in out.admitted.tolist():
+            self._rows[(int(ids[i]), int(keys[i]))] = feats[i]
+        # exponentially decayed label counts of the window, brought to the batch's end time
+        t_end = float(ts.max())
+        if self._mix_t is not None and t_end > self._mix_t:
+            self._mix *= math.exp(-self._lam * (t_end - self._mix_t))
+        self._mix_t = t_end if self._mix_t is None else max(self._mix_t, t_end)
+        w = np.exp(-self._lam * np.clip(self._mix_t - ts, 0, None))
+        np.add.at(self._mix, ids, w)
+
+    def window_features(self, label: str) -> np.ndarray:
+        lid = self.window.label_id(label)
+        rows = [self._rows[(lid, int(k))] for k in self.window.retained_keys(label)]
+        return np.array(rows).reshape(len(rows), len(self.features))
+
+    # ------------------------------------------------------------------ check
+    def check(self) -> DriftReport:
+        c = self.cfg
+        labels: dict[str, LabelDrift] = {}
+        actions: list[DriftAction] = []
+        for name in self.window.labels:
+            labels[name] = ld = self._check_label(name)
+            if ld.drifted and "alert" in c.actions:
+                for f in ld.features:
+                    if f.drifted:
+                        actions.append(
+                            DriftAction(
+                                "alert", name, f.feature, "ks_p_adjusted", f.p_adjusted, c.alpha
+                            )
+                        )
+        mix = self._check_mix()
+        if "alert" in c.actions and mix.drifted:
+            actions.append(
+                DriftAction("alert", None, None, "label_mix_chi2_p", mix.chi2_pvalue, c.mix_alpha)
+            )
+        if "boost_quota" in c.actions:
+            for name in mix.scarce:
+                ref, cur = mix.shares[name]
+                actions.append(
+                    DriftAction(
+                        "boost_quota",
+                        name,
+                        None,
+                        "share_ratio",
+                        cur / ref if ref else math.nan,
+                        c.scarce_ratio,
+                    )
+                )
+        any_drift = any(ld.drifted for ld in labels.values()) or mix.drifted
+        if any_drift:
+            score = max([ld.score for ld in labels.values()] + [0.0])
+            for a in ("shorten_half_life", "request_snapshot", "retrain"):
+                if a in c.actions:
+                    actions.append(
+                        DriftAction(a, None, None, "max_label_score", score, -math.log10(c.alpha))
+                    )
+        return DriftReport(labels, mix, actions)
+
+    def _check_label(self, name: str) -> LabelDrift:
+        c = self.cfg
+        ref = self.reference.get(name)
+        cur = self.window_features(name)
+        n_ref = 0 if ref is None else ref.shape[0]
+        if ref is None or n_ref < c.min_samples or cur.shape[0] < c.min_samples:
+            return LabelDrift(name, True, n_window=cur.shape[0], n_reference=n_ref)
+        cur = np.sort(cur, axis=0)
+        tests = [ks_2samp(ref[:, j], cur[:, j], presorted=True) for j in range(len(self.features))]
+        p = np.array([t.pvalue for t in tests])
+        adj = adjust_pvalues(p, c.correction)
+        feats = [
+            FeatureDrift(
+                self.features[j],
+                tests[j].statistic,
+                p[j],
+                adj[j],
+                wasserstein_1(ref[:, j], cur[:, j], presorted=True),
+                psi(ref[:, j], cur[:, j], c.psi_bins),
+                bool(adj[j] < c.alpha),
+            )
+            for j in range(len(self.features))
+        ]
+        min_adj = float(np.nanmin(adj))
+        score = -math.log10(max(min_adj, 1e-300))
+        return LabelDrift(name, False, score, min_adj < c.alpha, cur.shape[0], n_ref, feats)
+
+    def _check_mix(self) -> MixDrift:
+        c = self.cfg
+        names = sorted(set(self.reference_counts) | set(self.window.labels))
+        ref = np.array([self.reference_counts.get(n, 0.0) for n in names])
+        cur = np.array(
+            [self._mix[self.window.label_id(n)] if n in self.window.labels else 0.0 for n in names]
+        )
+        if ref.sum() <= 0 or cur.sum() < c.min_samples:
+            return MixDrift(math.nan, math.nan, True, False, [], {})
+        rs, cs = ref / ref.sum(), cur / cur.sum()
+        shares = {n: (float(rs[i]), float(cs[i])) for i, n in enumerate(names)}
+        # the window's effective sample size is its decayed count; scale the reference to it
+        test = chi2_homogeneity(rs * cur.sum(), cur)
+        scarce = [n for n, (r, s) in shares.items() if r > 0 and s < c.scarce_ratio * r]
+        drifted = (not test.insufficient) and test.pvalue < c.mix_alpha
+        return MixDrift(
+            js_divergence(ref, cur), test.pvalue, test.insufficient, drifted, scarce, shares
+        )

@@ -1,0 +1,83 @@
+"""Drift detection on streams: alarm rate under no drift, detection of a small shift."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drift.monitor import DriftConfig, DriftMonitor
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+LABELS = ["a", "b", "c", "d"]
+
+
+def _stream(rng, n, shift_label=None, shift=0.0, t0=0.0, key0=0, probs=None):
+    lab = rng.choice(LABELS, size=n, p=probs)
+    x = rng.normal(size=(n, len(FEATURES)))
+    if shift_label is not None:
+        x[lab == shift_label, 0] += shift
+    return list(lab), t0 + np.arange(n) * 0.1, np.arange(key0, key0 + n, dtype=np.uint64), x
+
+
+def test_alarm_rate_under_no_drift_is_at_most_alpha() -> None:
+    alpha, trials = 0.05, 200
+    alarms = 0
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        m = DriftMonitor(
+            FEATURES,
+            DriftConfig(alpha=alpha, window_capacity=300, window_half_life_s=1e6, seed=seed),
+        )
+        lab, _, _, x = _stream(rng, 4_000)
+        m.set_reference(lab, x)
+        m.update(*_stream(rng, 2_000, t0=1_000, key0=10**6))
+        alarms += sum(ld.drifted for ld in m.check().labels.values())
+    rate = alarms / (trials * len(LABELS))
+    # tolerance: alpha plus three binomial standard errors over 800 label checks
+    assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / (trials * len(LABELS))), rate
+
+
+def test_quarter_sigma_shift_in_one_feature_of_one_label_is_found() -> None:
+    rng = np.random.default_rng(123)
+    m = DriftMonitor(
+        FEATURES, DriftConfig(alpha=0.001, window_capacity=1_000, window_half_life_s=300)
+    )
+    lab, _, _, x = _stream(rng, 8_000)
+    m.set_reference(lab, x)
+    first = None
+    key0, t0 = 10**6, 1_000.0
+    for step in range(20):  # 400 events per step, ~100 of label b
+        m.update(*_stream(rng, 400, "b", 0.25, t0=t0, key0=key0))
+        key0, t0 = key0 + 400, t0 + 40
+        r = m.check()
+        assert not any(r.labels[n].drifted for n in ("a", "c", "d")), step
+        if r.labels["b"].drifted and first is None:
+            first = step
+            drifted = [f.feature for f in r.labels["b"].features if f.drifted]
+            assert drifted == ["f0"]
+            assert {a.action for a in r.actions} >= {"alert", "request_snapshot", "retrain"}
+    # stated bound: found within 1,000 events of the shifted label (10 steps)
+    assert first is not None and first < 10, first
+
+
+def test_scarce_label_asks_for_a_quota_boost() -> None:
+    rng = np.random.default_rng(7)
+    m = DriftMonitor(FEATURES, DriftConfig(window_half_life_s=120, min_samples=30))
+    lab, _, _, x = _stream(rng, 8_000)
+    m.set_reference(lab, x)
+    m.update(*_stream(rng, 4_000, t0=1_000, key0=10**6, probs=[0.32, 0.32, 0.32, 0.04]))
+    r = m.check()
+    assert r.mix.scarce == ["d"]
+    boosts = [a for a in r.actions if a.action == "boost_quota"]
+    assert [a.label for a in boosts] == ["d"] and boosts[0].value < 0.5
+    assert r.mix.drifted and r.mix.js > 0
+
+
+def test_too_little_data_is_reported_not_silenced() -> None:
+    m = DriftMonitor(FEATURES, DriftConfig(min_samples=50))
+    rng = np.random.default_rng(0)
+    lab, _, _, x = _stream(rng, 40)
+    m.set_reference(lab, x)
+    m.update(*_stream(rng, 40, key0=100))
+    r = m.check()
+    assert all(ld.insufficient and not ld.drifted for ld in r.labels.values())
+    assert r.actions == []
