@@ -94,10 +94,13 @@ class DriftAction:
     threshold: float
 
     def to_dict(self) -> dict:
-        return {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in self.__dict__.items()
-        }
+        """JSON-ready: numbers as Python floats, NaN as None."""
+        out: dict = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, float | np.floating):
+                v = None if math.isnan(v) else float(v)
+            out[k] = v
+        return out
 
 
 @dataclass

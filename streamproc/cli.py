@@ -47,7 +47,9 @@ def cmd_broker(a: argparse.Namespace) -> int:
 
     s = _settings(a)
     with EmbeddedBroker(port=a.port) as b:
-        b.create_topics({s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1})
+        b.create_topics(
+            {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1, s.drift_topic: 1}
+        )
         RUN_DIR.mkdir(exist_ok=True)
         (RUN_DIR / "broker").write_text(b.bootstrap)
         print(f"embedded broker listening on {b.url} (Ctrl-C to stop)", flush=True)
@@ -66,7 +68,10 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
     s = _settings(a)
     bootstrap = _bootstrap(s)
-    create_topics(bootstrap, {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1})
+    create_topics(
+        bootstrap,
+        {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1, s.drift_topic: 1},
+    )
     app = create_app(s, bootstrap, web_port=a.web_port)
     Worker(app, loglevel=a.loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -58,7 +58,9 @@ def run_demo(a: argparse.Namespace) -> int:
     root.mkdir(parents=True)
     console.print("[bold]Stratastream demo[/]: embedded broker + worker + synthetic producer")
     with EmbeddedBroker(log_dir=root / "broker") as broker:
-        broker.create_topics({s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1})
+        broker.create_topics(
+            {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1, s.drift_topic: 1}
+        )
         console.print(f"broker (Tansu) on {broker.url}")
         worker = WorkerProcess(
             broker.bootstrap,

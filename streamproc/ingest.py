@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .driftwatch import DriftWatch
 from .events import Reject
 from .health import ProgressTracker
 from .metrics import WorkerMetrics, reason_category
@@ -78,6 +79,7 @@ class IngestLoop:
         self._consumer = None
         self._producer = None
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
+        self.drift = DriftWatch(settings, self.metrics) if settings.drift_enabled else None
         self.health = ProgressTracker(settings.stall_timeout_s)
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
@@ -218,6 +220,8 @@ class IngestLoop:
         )
         self._producer.flush(30)
         self.stats.snapshots.append(manifest.version)
+        if self.drift is not None:
+            self.drift.set_reference(self.settings.snapshot_dir, manifest)
         data = self.settings.snapshot_dir / manifest.version / "data.parquet"
         self.metrics.set_snapshot(
             manifest.version,
@@ -262,6 +266,10 @@ class IngestLoop:
                     if p.due(s.checkpoint_every_events, s.checkpoint_every_s)
                 ]
                 self._checkpoint(due)
+                if self.drift is not None and self.drift.due():
+                    self.drift.check(
+                        self._producer, list(self.processors.values()), self.snapshot_requested.set
+                    )
                 if self.snapshot_requested.is_set() or (
                     self.own_snapshot_timer
                     and time.monotonic() - last_snapshot >= s.snapshot_every_s
@@ -331,6 +339,8 @@ class IngestLoop:
                 self.metrics.latency.observe(max(0.0, now - batch[-1][2]))
             if proc.since_checkpoint:
                 self.health.processed(part, now)
+            if self.drift is not None:
+                self.drift.feed(proc.last_batch)
             self.stats.consumed += len(batch)
             if rejects:
                 self.stats.rejected += len(rejects)

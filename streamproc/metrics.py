@@ -131,6 +131,42 @@ class WorkerMetrics:
             "When the worker last consumed a message",
             registry=r,
         )
+        self.drift_checks = Counter("strata_drift_checks", "Drift checks run", registry=r)
+        self.drift_score = Gauge(
+            "strata_drift_score",
+            "Per-label drift score: -log10 of the smallest adjusted KS p-value",
+            ["label"],
+            registry=r,
+        )
+        self.drift_ks_pvalue = Gauge(
+            "strata_drift_ks_pvalue_adjusted",
+            "KS p-value after multiple-testing correction",
+            ["label", "feature"],
+            registry=r,
+        )
+        self.drift_wasserstein = Gauge(
+            "strata_drift_wasserstein",
+            "Wasserstein-1 distance, window vs reference",
+            ["label", "feature"],
+            registry=r,
+        )
+        self.drift_psi = Gauge(
+            "strata_drift_psi",
+            "Population Stability Index, window vs reference",
+            ["label", "feature"],
+            registry=r,
+        )
+        self.drift_mix_js = Gauge(
+            "strata_drift_label_mix_js",
+            "Jensen-Shannon divergence of the window's label mix vs the reference",
+            registry=r,
+        )
+        self.drift_mix_pvalue = Gauge(
+            "strata_drift_label_mix_pvalue", "Chi-square p-value of the label mix", registry=r
+        )
+        self.drift_actions = Counter(
+            "strata_drift_actions", "Drift actions taken", ["action"], registry=r
+        )
         self.healthy = Gauge("strata_worker_healthy", "1 when /health answers 200", registry=r)
         self._labels_shown: set[str] = set()
 

@@ -70,14 +70,17 @@ class PartitionProcessor:
         self._deletes: set[bytes] = set()
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.last_batch: DecodedBatch | None = None
 
     def process(self, messages: list[tuple[int, bytes | None, float | None]]) -> list[Reject]:
         """Apply messages (offset, value, message ts); offsets below the checkpoint are skipped."""
+        self.last_batch = None
         fresh = [m for m in messages if m[0] >= self.next_offset]
         if not fresh:
             return []
         batch = decode_batch(self.topic, self.partition, fresh, self.limits, self.scrub)
         self._apply(batch)
+        self.last_batch = batch
         self.next_offset = max(m[0] for m in fresh) + 1
         self.counters["events"] += len(fresh)
         self.counters["accepted"] += len(batch)
@@ -97,11 +100,8 @@ class PartitionProcessor:
         ev = rows.event_index
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
+        self._evict(out)
         names = self.reservoirs.names
-        for lid, key in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
-            pk = payload_key(names[lid], key)
-            if self._puts.pop(pk, None) is None:
-                self._deletes.add(pk)
         for r in out.admitted.tolist():
             i = int(ev[r])
             pk = payload_key(names[int(rows.labels[r])], int(b.keys[i]))
@@ -120,6 +120,21 @@ class PartitionProcessor:
                 + b"\n"
                 + b.payloads[i]
             )
+
+    def _evict(self, out) -> None:
+        names = self.reservoirs.names
+        for lid, key in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
+            pk = payload_key(names[lid], key)
+            if self._puts.pop(pk, None) is None:
+                self._deletes.add(pk)
+
+    def boost(self, labels: list[str]) -> None:
+        """Raise the quota of scarce labels (known to this partition); other labels may
+        shrink, and the payloads of what they evict are deleted at the next checkpoint."""
+        known = [x for x in labels if x in self.reservoirs.labels]
+        if known and not set(known) <= self.reservoirs.boosted:
+            self._evict(self.reservoirs.boost(known))
+            self.since_checkpoint += 1  # the new quotas must reach the next checkpoint
 
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))

@@ -75,16 +75,19 @@ def produce_synthetic(
     seed: int = 0,
     progress: bool = True,
     rate: float = 0.0,
+    start_ts: float | None = None,
 ) -> ProduceReport:
     """Produce ``n`` events (plus malformed ones) and wait until all are acknowledged.
 
-    ``rate`` > 0 paces production to about that many events per second.
+    ``rate`` > 0 paces production to about that many events per second. Event times are
+    10 ms apart, ending now unless ``start_ts`` says where they start.
     """
     rng = np.random.default_rng(seed)
     names = label_names(n_labels)
     p = 1.0 / np.arange(1, n_labels + 1) ** zipf_a
     p /= p.sum()
-    means = rng.normal(0.0, 2.0, size=(n_labels, feature_dim))
+    # the label-feature relation is a property of the simulated world, not of the seed
+    means = np.random.default_rng(20_26).normal(0.0, 2.0, size=(n_labels, feature_dim))
     rep = ProduceReport()
     prod = producer(bootstrap)
     errors: list[str] = []
@@ -97,7 +100,7 @@ def produce_synthetic(
         rep.last_offsets[part] = max(rep.last_offsets.get(part, -1), msg.offset())
 
     now = time.time()
-    t_start = now - n * 0.01
+    t_start = now - n * 0.01 if start_ts is None else start_ts  # events 10 ms apart
     bar = _bar(n, progress)
     t0 = time.perf_counter()
     pending_frame: list[dict] = []

@@ -50,6 +50,19 @@ class Settings:
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
     stall_timeout_s: float = 60.0  # /health turns 503 after this long without progress
     metrics_max_labels: int = 100  # per-label series; the rest are summed as __other__
+    drift_enabled: bool = True
+    drift_topic: str = "drift"
+    drift_every_s: float = 10.0
+    drift_alpha: float = 0.01
+    drift_correction: str = "bh"
+    drift_min_samples: int = 50
+    drift_window_half_life_s: float = 600.0
+    drift_window_capacity: int = 1_000
+    drift_scarce_ratio: float = 0.5
+    # boost_quota changes sampler state at a wall-clock moment; opt in (see README)
+    drift_actions: list[str] = field(
+        default_factory=lambda: ["alert", "request_snapshot", "retrain"]
+    )
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)
@@ -67,6 +80,8 @@ class Settings:
             "max_event_bytes",
             "max_future_s",
             "stall_timeout_s",
+            "drift_every_s",
+            "drift_window_half_life_s",
             "metrics_max_labels",
         )
         for name in positive:
@@ -79,6 +94,7 @@ class Settings:
                 f"broker: expected 'embedded' or kafka://host:port, got {self.broker!r}"
             )
         self.sampler_config()  # validates the sampler settings
+        self.drift_config()  # and the drift settings
         if (self.pii_hash_fields or self.pii_text_fields) and len(self.pii_key) < 16:
             raise ConfigError(
                 "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
@@ -106,6 +122,21 @@ class Settings:
         cfg = SamplerConfig(policy, self.sampler_mode, hl, self.sampler_seed, self.multilabel)
         cfg.new()
         return cfg
+
+    def drift_config(self):
+        from drift.monitor import DriftConfig
+
+        return DriftConfig(
+            alpha=self.drift_alpha,
+            correction=self.drift_correction,
+            min_samples=self.drift_min_samples,
+            window_half_life_s=self.drift_window_half_life_s,
+            window_capacity=self.drift_window_capacity,
+            max_labels=self.max_labels,
+            scarce_ratio=self.drift_scarce_ratio,
+            actions=tuple(self.drift_actions),
+            seed=self.sampler_seed,
+        )
 
     def scrubber(self):
         from .pii import PiiScrubber
@@ -152,6 +183,14 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
             return float(value)
         if t == "Path":
             return Path(value)
+        if t == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
         if t == "str":
             if not isinstance(value, str):
                 raise ValueError

@@ -29,7 +29,10 @@ class Deployment:
         self.events = f"events-{n}"
         self.dlq = f"events-{n}-dlq"
         self.snapshots = f"snapshots-{n}"
-        broker.create_topics({self.events: partitions, self.dlq: 1, self.snapshots: 1})
+        self.drift = f"drift-{n}"
+        broker.create_topics(
+            {self.events: partitions, self.dlq: 1, self.snapshots: 1, self.drift: 1}
+        )
         self.workers: list[WorkerProcess] = []
 
     def env(self, group: str) -> dict[str, str]:
@@ -37,6 +40,7 @@ class Deployment:
             "STRATA_EVENTS_TOPIC": self.events,
             "STRATA_DLQ_TOPIC": self.dlq,
             "STRATA_SNAPSHOTS_TOPIC": self.snapshots,
+            "STRATA_DRIFT_TOPIC": self.drift,
             "STRATA_GROUP_ID": group,
             "STRATA_SNAPSHOT_EVERY_S": "3600",
             "STRATA_CHECKPOINT_EVERY_S": "0.5",

@@ -81,3 +81,13 @@ def test_too_little_data_is_reported_not_silenced() -> None:
     r = m.check()
     assert all(ld.insufficient and not ld.drifted for ld in r.labels.values())
     assert r.actions == []
+
+
+def test_actions_serialize_to_json() -> None:
+    import json
+
+    from drift.monitor import DriftAction
+
+    a = DriftAction("alert", "b", "f0", "ks_p_adjusted", np.float64(1e-5), 0.01)
+    assert json.loads(json.dumps(a.to_dict()))["value"] == 1e-5
+    assert DriftAction("retrain", None, None, "x", float("nan"), 1.0).to_dict()["value"] is None
