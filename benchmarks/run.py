@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import bench_sampler, bench_trainer
+from . import bench_drift, bench_sampler, bench_trainer
 
 
 def main() -> None:
     bench_sampler.main()
+    bench_drift.main()
     bench_trainer.main()
 
 

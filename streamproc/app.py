@@ -115,6 +115,7 @@ def _status(loop: IngestLoop) -> dict:
         "checkpoints": s.checkpoints,
         "snapshots": list(s.snapshots),
         "dlq_by_reason": dict(s.dlq_by_reason),
+        "drift": {} if loop.drift is None else dict(loop.drift.action_counts),
         "labels": loop.summary,
         "partitions": {
             str(p): {"next_offset": proc.next_offset, **proc.counters}

@@ -68,7 +68,7 @@ def run_demo(a: argparse.Namespace) -> int:
             root / "snapshots",
             root / "worker.log",
             partitions=s.partitions,
-            env={"STRATA_SNAPSHOT_EVERY_S": "3"},
+            env={"STRATA_SNAPSHOT_EVERY_S": "3", "STRATA_DRIFT_EVERY_S": "2"},
         )
         trainer = None
         try:
@@ -144,6 +144,8 @@ def _start_trainer(bootstrap: str, s: Settings, root: Path) -> subprocess.Popen:
             f"kafka://{bootstrap}",
             "--snapshots-topic",
             s.snapshots_topic,
+            "--drift-topic",
+            s.drift_topic,
             "--snapshot-dir",
             str(root / "snapshots"),
             "--registry",
@@ -185,13 +187,13 @@ def _wait_for_model(reg: Path, version: str, trainer: subprocess.Popen, timeout:
 def _models(console: Console, models: list[dict], reg: Path) -> None:
     promoted = (reg / "PROMOTED").read_text().strip() if (reg / "PROMOTED").exists() else None
     t = Table(title="models (trainer registry)")
-    for c in ("model", "snapshot", "rows", "macro-F1", "vs promoted, same data", "state"):
+    for c in ("model", "trigger", "rows", "macro-F1", "vs promoted, same data", "state"):
         t.add_column(c, justify="right" if c in ("rows", "macro-F1") else "left")
     for m in models:
         prev = m.get("previous_f1_same_data")
         t.add_row(
             m["id"],
-            m["snapshot_version"],
+            m["trigger"],
             f"{m['rows']['train'] + m['rows']['eval']:,}",
             f"{m['metrics']['macro_f1']:.4f}",
             "-" if prev is None else f"{prev:.4f}",
@@ -215,5 +217,7 @@ def _summary(console: Console, rep: ProduceReport, st: dict, store: Path, secs: 
     t.add_row("balance ratio (min/max retained)", f"{m.balance_ratio:.2f}")
     raw = min(rep.per_label.values()) / max(rep.per_label.values())
     t.add_row("balance ratio of the raw stream", f"{raw:.3f}")
+    drift = st.get("drift", {})
+    t.add_row("drift actions", ", ".join(f"{k}: {v}" for k, v in sorted(drift.items())) or "none")
     t.add_row("wall time", f"{secs:.1f}s")
     console.print(t)

@@ -34,6 +34,7 @@ class DriftWatch:
         self.monitor = DriftMonitor(self.features, settings.drift_config())
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None
+        self.action_counts: dict[str, int] = {}
 
     def feed(self, batch) -> None:
         if batch is None or len(batch) == 0:
@@ -69,6 +70,7 @@ class DriftWatch:
                 key=(a.label or "*").encode(),
             )
             self.metrics.drift_actions.labels(a.action).inc()
+            self.action_counts[a.action] = self.action_counts.get(a.action, 0) + 1
             if a.action == "boost_quota" and a.label is not None:
                 for proc in processors:
                     proc.boost([a.label])

@@ -64,7 +64,7 @@ def test_promtool_accepts_the_rules() -> None:
         ["promtool", "check", "rules", str(MON / "rules.yml")], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 6 rules found" in r.stdout
+    assert "SUCCESS: 7 rules found" in r.stdout
 
 
 def test_reason_categories_are_bounded() -> None:
@@ -168,7 +168,7 @@ def test_real_prometheus_scrapes_a_worker(deployment, tmp_path: Path) -> None:
         rules = json.loads(
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).read()
         )
-        assert len(rules["data"]["groups"][0]["rules"]) == 6
+        assert len(rules["data"]["groups"][0]["rules"]) == 7
     finally:
         prom.terminate()
         prom.wait(30)
