@@ -12,6 +12,37 @@ from streamproc.supervise import WorkerProcess
 _topic_ids = itertools.count()
 
 
+def read_topic(
+    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 10.0
+) -> list:
+    """Messages of partition 0 of a topic, read from the start by a fresh consumer.
+
+    With ``expect``, stops once that many arrived (plus one more second, so that extra
+    records would show); without, reads for ``timeout`` seconds.
+    """
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    c.assign([TopicPartition(topic, 0, 0)])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (expect is None or len(out) < expect):
+        out += [m for m in c.consume(1000, 0.5) if m.error() is None]
+    if expect is not None:
+        out += [m for m in c.consume(1000, 1.0) if m.error() is None]
+    c.close()
+    return out
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as b:

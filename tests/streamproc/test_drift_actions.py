@@ -11,27 +11,13 @@ import pytest
 from streamproc.produce import produce_synthetic
 from streamproc.snapshot import SnapshotManifest
 from streamproc.supervise import processed_all
+from tests.conftest import read_topic
 
 pytestmark = pytest.mark.integration
 
 
 def _read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[dict]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "fetch.queue.backoff.ms": 10,
-        }
-    )
-    c.assign([TopicPartition(topic, 0, 0)])
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out += [json.loads(m.value()) for m in c.consume(500, 0.5) if m.error() is None]
-    c.close()
-    return out
+    return [json.loads(m.value()) for m in read_topic(bootstrap, topic, timeout=timeout)]
 
 
 def test_scarce_label_gets_a_bigger_quota_and_more_rows(deployment) -> None:

@@ -13,6 +13,7 @@ from sampler import QuotaPolicy
 from streamproc.produce import produce_synthetic
 from streamproc.snapshot import SnapshotManifest, latest_version
 from streamproc.supervise import processed_all
+from tests.conftest import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -39,26 +40,8 @@ def _manifest(path, version) -> SnapshotManifest:
     return SnapshotManifest.read(path / version / "manifest.json")
 
 
-def _dlq(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"dlq-reader-{topic}",
-            "enable.auto.commit": False,
-            "fetch.queue.backoff.ms": 10,
-        }
-    )
-    c.assign([TopicPartition(topic, 0, 0)])
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        out += [m for m in c.consume(1000, 0.5) if m.error() is None]
-    # read a little longer: more records than injected would be a bug too
-    out += [m for m in c.consume(1000, 1.0) if m.error() is None]
-    c.close()
-    return out
+def _dlq(bootstrap: str, topic: str, expect: int) -> list:
+    return read_topic(bootstrap, topic, expect=expect, timeout=60.0)
 
 
 def test_end_to_end_quotas_seen_counts_and_dlq(deployment) -> None:
