@@ -155,9 +155,13 @@ class LabelReservoirs:
         Beyond ``policy.max_labels`` distinct labels, raises :class:`LabelOverflowError`
         or maps to ``policy.overflow_label``, as the policy says.
         """
-        vocab, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-        ids = np.array([self._register(str(v)) for v in vocab], dtype=np.int32)
-        return ids[codes].astype(np.int32) if len(codes) else np.zeros(0, np.int32)
+        known = self._ids
+        ids = [known.get(n, -1) for n in names]  # one dict lookup per name
+        if -1 in ids:  # register unseen labels in order of first appearance
+            for k, n in enumerate(names):
+                if ids[k] == -1:
+                    ids[k] = known.get(n, -1) if n in known else self._register(str(n))
+        return np.array(ids, dtype=np.int32)
 
     def _register(self, name: str) -> int:
         if name in self._ids:

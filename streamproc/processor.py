@@ -22,7 +22,8 @@ import orjson
 
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
 
-from .events import DecodedBatch, Limits, Reject, decode_batch
+from .decoding import decode_batch
+from .events import DecodedBatch, Limits, Reject
 from .state import Checkpoint, PartitionStore, payload_key
 
 

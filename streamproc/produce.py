@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from .events import encode_frame
+from .frames import encode_frame
 
 MALFORMED_KINDS = (
     "undecodable",

@@ -4,7 +4,9 @@ import numpy as np
 import orjson
 import pytest
 
-from streamproc.events import FRAME_MAGIC, Limits, decode_batch, encode_frame
+from streamproc.decoding import decode_batch
+from streamproc.events import Limits
+from streamproc.frames import FRAME_MAGIC, encode_frame
 from streamproc.pii import PiiScrubber
 
 L = Limits(feature_dim=2, max_event_bytes=1_000, max_future_s=60.0)
