@@ -1,0 +1,297 @@
+"""End to end on the embedded broker, one run, same data: this project's worker (JSON and
+frames), a naive per-event Faust agent with a Faust table, and the raw confluent-kafka
+batch consume + decode ceiling. Also worker RSS, checkpoint cost, and scaling from 1 to 4
+partitions and from 1 to 2 workers.
+
+Rates are measured from the first consumed event to the last, so start-up and group joins
+are not counted. Events are small JSON objects (~180 bytes) of 12 Zipf-skewed labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from streamproc.broker import EmbeddedBroker, free_port
+from streamproc.frames import encode_frame
+from streamproc.ingest import consumer_config
+from streamproc.supervise import WorkerProcess, processed_all
+
+from .common import write_result
+
+
+def make_events(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    p = 1 / np.arange(1, 13) ** 1.2
+    labels = rng.choice(12, n, p=p / p.sum())
+    feats = rng.normal(size=(n, 4)).round(4)
+    ts0 = time.time() - n * 0.001
+    return labels, feats, ts0
+
+
+def produce_json(bootstrap: str, topic: str, n: int, seed: int = 0) -> dict[int, int]:
+    from confluent_kafka import Producer
+
+    labels, feats, ts0 = make_events(n, seed)
+    prod = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
+    last: dict[int, int] = {}
+
+    def cb(err, msg):
+        if err is None:
+            last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())
+
+    fl = feats.tolist()
+    for i in range(n):
+        v = orjson.dumps(
+            {
+                "id": f"e{seed}-{i}",
+                "ts": ts0 + i * 0.001,
+                "label": f"label_{labels[i]:02d}",
+                "features": fl[i],
+                "payload": {"u": i % 1000},
+            }
+        )
+        prod.produce(topic, v, key=str(i).encode(), on_delivery=cb)
+        if i % 10_000 == 0:
+            prod.poll(0)
+    prod.flush(120)
+    return {p: o + 1 for p, o in last.items()}
+
+
+def produce_frames(
+    bootstrap: str, topic: str, n: int, rows: int = 2_000, seed: int = 1
+) -> dict[int, int]:
+    from confluent_kafka import Producer
+
+    labels, feats, ts0 = make_events(n, seed)
+    prod = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 10_000_000}
+    )
+    last: dict[int, int] = {}
+
+    def cb(err, msg):
+        if err is None:
+            last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())
+
+    names = [f"label_{i:02d}" for i in range(12)]
+    for k, lo in enumerate(range(0, n, rows)):
+        sl = slice(lo, lo + rows)
+        f = encode_frame(
+            ts0 + np.arange(lo, min(n, lo + rows)) * 0.001,
+            [names[x] for x in labels[sl]],
+            feats[sl],
+            ids=[f"f{seed}-{i}" for i in range(lo, min(n, lo + rows))],
+        )
+        prod.produce(topic, f, key=str(k).encode(), on_delivery=cb)
+        prod.poll(0)
+    prod.flush(120)
+    return {p: o + 1 for p, o in last.items()}
+
+
+def raw_ceiling(bootstrap: str, topic: str, n: int) -> float:
+    from confluent_kafka import Consumer
+
+    c = Consumer(consumer_config(bootstrap, f"raw-{time.time_ns()}"))
+    c.subscribe([topic])
+    got, t0 = 0, None
+    while got < n:
+        msgs = c.consume(10_000, 1.0)
+        if msgs and t0 is None:
+            t0 = time.perf_counter()
+        for m in msgs:
+            if m.error() is None:
+                orjson.loads(m.value())
+                got += 1
+    dt = time.perf_counter() - t0
+    c.close()
+    return n / dt
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_workers(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    next_offsets: dict[int, int],
+    root: Path,
+    n_workers: int = 1,
+) -> dict:
+    env = {
+        "STRATA_EVENTS_TOPIC": topic,
+        "STRATA_DLQ_TOPIC": f"{topic}-dlq",
+        "STRATA_SNAPSHOTS_TOPIC": f"{topic}-snapshots",
+        "STRATA_DRIFT_TOPIC": f"{topic}-drift",
+        "STRATA_GROUP_ID": f"g-{topic}-{n_workers}",
+        "STRATA_SNAPSHOT_EVERY_S": "3600",
+        "STRATA_DRIFT_ENABLED": "false",
+    }
+    ws = [
+        WorkerProcess(
+            bootstrap,
+            root / f"state-{topic}-{n_workers}",
+            root / f"snap-{topic}-{n_workers}",
+            root / f"w-{topic}-{n_workers}-{i}.log",
+            env=env,
+            partitions=partitions,
+        )
+        for i in range(n_workers)
+    ]
+    try:
+        for w in ws:
+            w.wait_ready(120)
+        pred = processed_all(next_offsets)
+        t0 = None
+        rss = 0.0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            sts = [w.status() or {"consumed": 0, "partitions": {}} for w in ws]
+            consumed = sum(s["consumed"] for s in sts)
+            if t0 is None and consumed > 0:
+                t0, c0 = time.perf_counter(), consumed
+            rss = max(rss, sum(_rss_mb(w.proc.pid) for w in ws))
+            if pred(sts):
+                break
+            time.sleep(0.05)
+        dt = time.perf_counter() - t0
+        total = sum(next_offsets.values())
+        metrics = urllib.request.urlopen(ws[0].url + "/metrics", timeout=5).read().decode()
+        cks = float(re.search(r"^strata_checkpoint_duration_seconds_sum (\S+)", metrics, re.M)[1])
+        ckn = float(re.search(r"^strata_checkpoint_duration_seconds_count (\S+)", metrics, re.M)[1])
+        return {
+            "messages": total,
+            "seconds": dt,
+            "messages_per_s": (total - c0) / dt,
+            "rss_mb": rss,
+            "checkpoint_mean_ms": 1e3 * cks / max(ckn, 1),
+            "checkpoints": ckn,
+        }
+    finally:
+        for w in ws:
+            w.stop()
+
+
+def naive_faust(bootstrap: str, topic: str, n: int, root: Path) -> float:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_BROKER": f"kafka://{bootstrap}",
+        "BENCH_TOPIC": topic,
+        "BENCH_EXPECT": str(n),
+        "BENCH_WEB_PORT": str(port),
+        "BENCH_DATADIR": str(root / "naive"),
+    }
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            "benchmarks.faust_naive",
+            "worker",
+            "-l",
+            "warn",
+            "--web-port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        for line in p.stdout:
+            m = re.search(r"NAIVE_DONE (\S+)", line)
+            if m:
+                return n / float(m[1])
+            if time.monotonic() > deadline:
+                break
+        raise RuntimeError("naive Faust baseline did not finish")
+    finally:
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main(n: int = 500_000, n_frames: int = 3_000_000, n_naive: int = 100_000) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    res: dict = {"events": n}
+    with EmbeddedBroker() as b:
+        b.create_topics({"json4": 4, "json1": 1, "frames4": 4, "naive4": 4})
+        off4 = produce_json(b.bootstrap, "json4", n)
+        off1 = produce_json(b.bootstrap, "json1", n // 2, seed=2)
+        offf = produce_frames(b.bootstrap, "frames4", n_frames)
+        produce_json(b.bootstrap, "naive4", n_naive, seed=3)
+        res["raw_confluent_consume_decode"] = raw_ceiling(b.bootstrap, "json4", n)
+        res["worker_json_4p"] = run_workers(b.bootstrap, "json4", 4, off4, root)
+        res["worker_json_1p"] = run_workers(b.bootstrap, "json1", 1, off1, root)
+        res["worker_json_4p_2w"] = run_workers(b.bootstrap, "json4", 4, off4, root, n_workers=2)
+        fr = run_workers(b.bootstrap, "frames4", 4, offf, root)
+        fr["events_per_s"] = fr["messages_per_s"] * n_frames / fr["messages"]
+        res["worker_frames_4p"] = fr
+        res["naive_faust_agent"] = naive_faust(b.bootstrap, "naive4", n_naive, root)
+    base = res["naive_faust_agent"]
+    t = Table(
+        title=f"end to end on the embedded broker ({n:,} JSON events, {n_frames:,} in frames)"
+    )
+    for c in ("pipeline", "events/s", "× naive Faust"):
+        t.add_column(c, justify="left" if c == "pipeline" else "right")
+    rows = [
+        ("naive Faust agent + table (baseline)", base),
+        (
+            "raw confluent-kafka consume + orjson decode (ceiling)",
+            res["raw_confluent_consume_decode"],
+        ),
+        ("worker, JSON, 4 partitions, 1 worker", res["worker_json_4p"]["messages_per_s"]),
+        ("worker, JSON, 1 partition", res["worker_json_1p"]["messages_per_s"]),
+        ("worker, JSON, 4 partitions, 2 workers", res["worker_json_4p_2w"]["messages_per_s"]),
+        ("worker, frames (2,000 rows), 4 partitions", fr["events_per_s"]),
+    ]
+    res["table"] = [{"pipeline": a, "events_per_s": v, "ratio_vs_naive": v / base} for a, v in rows]
+    for a, v in rows:
+        t.add_row(a, f"{v:,.0f}", f"{v / base:.1f}")
+    Console().print(t)
+    w = res["worker_json_4p"]
+    Console().print(
+        f"worker RSS {w['rss_mb']:.0f} MB; checkpoint mean {w['checkpoint_mean_ms']:.1f} ms "
+        f"over {w['checkpoints']:.0f} checkpoints"
+    )
+    print(f"wrote {write_result('e2e', res)}")
+    return res
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--frame-events", type=int, default=3_000_000)
+    ap.add_argument("--naive-events", type=int, default=100_000)
+    a = ap.parse_args()
+    main(a.events, a.frame_events, a.naive_events)
