@@ -205,6 +205,18 @@ class IngestLoop:
             return None
         import orjson
 
+        path = str(self.settings.snapshot_dir / manifest.version)
+        if self.settings.snapshot_url:
+            from .remote import publish
+
+            publish(
+                self.settings.snapshot_url,
+                self.settings.snapshot_dir,
+                manifest.version,
+                self.settings.snapshot_retention,
+            )
+            path = f"{self.settings.snapshot_url.rstrip('/')}/{manifest.version}"
+
         self._producer.produce(
             self.settings.snapshots_topic,
             orjson.dumps(
@@ -214,7 +226,7 @@ class IngestLoop:
                     "rows": manifest.rows,
                     "created_at": manifest.created_at,
                     "source_offsets": manifest.source_offsets,
-                    "path": str(self.settings.snapshot_dir / manifest.version),
+                    "path": path,
                 }
             ),
             key=manifest.version.encode(),

@@ -34,6 +34,7 @@ class Settings:
     checkpoint_every_s: float = 5.0
     snapshot_every_s: float = 10.0
     snapshot_retention: int = 10
+    snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)
     feature_dim: int = 4
     max_event_bytes: int = 65_536
     max_future_s: float = 3_600.0
@@ -92,6 +93,11 @@ class Settings:
         if not (self.broker == "embedded" or self.broker.startswith("kafka://")):
             raise ConfigError(
                 f"broker: expected 'embedded' or kafka://host:port, got {self.broker!r}"
+            )
+        if self.snapshot_url and "://" not in self.snapshot_url:
+            raise ConfigError(
+                f"snapshot_url: expected a URL such as s3://bucket/prefix, got "
+                f"{self.snapshot_url!r}"
             )
         self.sampler_config()  # validates the sampler settings
         self.drift_config()  # and the drift settings

@@ -19,6 +19,11 @@ from .registry import ModelRegistry
 from .train import TrainConfig
 
 
+def _store(location: str) -> Path | str:
+    """A local directory or an fsspec URL of a snapshot store."""
+    return location if "://" in location else Path(location)
+
+
 def _cfg(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         model=a.model,
@@ -36,7 +41,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .pipeline import train_and_register
 
     out = train_and_register(
-        Path(a.snapshot_dir),
+        _store(a.snapshot_dir),
         ModelRegistry(Path(a.registry)),
         _cfg(a),
         a.version,
@@ -82,7 +87,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
     from .follow import Follower
 
     f = Follower(
-        Path(a.snapshot_dir),
+        _store(a.snapshot_dir),
         ModelRegistry(Path(a.registry)),
         _cfg(a),
         bootstrap=a.broker.removeprefix("kafka://") if a.broker else None,

@@ -11,6 +11,7 @@ trained on different snapshots are compared on data neither trained on.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,32 +55,43 @@ class SnapshotData:
         )
 
 
-def latest_version(store: Path) -> str:
-    p = Path(store) / "LATEST"
-    if not p.exists():
-        raise TrainerError(f"snapshot store {store}: no LATEST file (no snapshot yet)")
-    return p.read_text().strip()
+def read_store_file(store: Path | str, relpath: str) -> bytes:
+    """A file of a snapshot store: a local directory or an fsspec URL (s3://..., file://...).
+
+    Raises ``FileNotFoundError`` when it is absent.
+    """
+    if "://" in str(store):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(str(store))
+        return fs.cat_file(f"{root.rstrip('/')}/{relpath}")
+    return (Path(store) / relpath).read_bytes()
+
+
+def latest_version(store: Path | str) -> str:
+    try:
+        return read_store_file(store, "LATEST").decode().strip()
+    except FileNotFoundError:
+        raise TrainerError(f"snapshot store {store}: no LATEST file (no snapshot yet)") from None
 
 
 def load_snapshot(
-    store: Path, version: str | None = None, label_names: list[str] | None = None
+    store: Path | str, version: str | None = None, label_names: list[str] | None = None
 ) -> SnapshotData:
     """Read one snapshot; ``label_names`` fixes the label order (e.g. a model's)."""
     import pyarrow.parquet as pq
 
-    store = Path(store)
     version = version or latest_version(store)
-    d = store / version
     try:
-        manifest = json.loads((d / "manifest.json").read_text())
+        manifest = json.loads(read_store_file(store, f"{version}/manifest.json"))
     except FileNotFoundError:
-        raise TrainerError(f"snapshot {version!r}: no manifest at {d / 'manifest.json'}") from None
+        raise TrainerError(f"snapshot {version!r}: no manifest in {store}") from None
     except ValueError as e:
         raise TrainerError(f"snapshot {version!r}: manifest is not JSON ({e})") from None
     try:
-        table = pq.read_table(d / "data.parquet")
+        table = pq.read_table(io.BytesIO(read_store_file(store, f"{version}/data.parquet")))
     except FileNotFoundError:
-        raise TrainerError(f"snapshot {version!r}: no data at {d / 'data.parquet'}") from None
+        raise TrainerError(f"snapshot {version!r}: no data.parquet in {store}") from None
     except Exception as e:  # pyarrow raises ArrowInvalid and friends on corrupt files
         raise TrainerError(f"snapshot {version!r}: data.parquet is unreadable ({e})") from None
     missing = [c for c in REQUIRED if c not in table.column_names]

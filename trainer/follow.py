@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import latest_version
+from .data import latest_version, read_store_file
 from .errors import TrainerError
 from .pipeline import Outcome, train_and_register
 from .registry import ModelRegistry
@@ -32,8 +32,8 @@ class FollowState:
     last_seen_total: int = 0
 
 
-def _seen_total(store: Path, version: str) -> int:
-    m = json.loads((store / version / "manifest.json").read_text())
+def _seen_total(store: Path | str, version: str) -> int:
+    m = json.loads(read_store_file(store, f"{version}/manifest.json"))
     return int(sum(m["seen"].values()))
 
 
@@ -50,7 +50,8 @@ class Follower:
         margin: float = 0.0,
         group_id: str = "stratastream-trainer",
     ) -> None:
-        self.store, self.registry, self.cfg = Path(store), registry, cfg
+        self.store = store if "://" in str(store) else Path(store)
+        self.registry, self.cfg = registry, cfg
         self.bootstrap = bootstrap
         self.topics = [snapshots_topic, drift_topic]
         self.drift_topic = drift_topic

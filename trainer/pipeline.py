@@ -28,7 +28,7 @@ class Outcome:
 
 
 def train_and_register(
-    store: Path,
+    store: Path | str,
     registry: ModelRegistry,
     cfg: TrainConfig,
     version: str | None = None,

@@ -1,0 +1,70 @@
+"""Snapshots published to an fsspec store, and read back from it by the trainer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from sampler.errors import ConfigError
+from streamproc.remote import publish
+from streamproc.settings import Settings
+from streamproc.supervise import processed_all
+from tests.conftest import read_topic
+from tests.trainer.conftest import make_snapshot
+from trainer.data import latest_version, load_snapshot
+
+
+def test_publish_to_an_object_store_and_train_from_it(tmp_path: Path) -> None:
+    url = f"memory://bucket-{time.time_ns()}/snapshots"
+    local = tmp_path / "snapshots"
+    versions = []
+    for i in range(3):
+        v, _ = make_snapshot(
+            tmp_path / f"run{i}", 1_500, 3, seed=i, id_prefix=f"r{i}-", store=local
+        )
+        publish(url, local, v, retention=2)
+        versions.append(v)
+    assert latest_version(url) == versions[-1]
+    fs, root = fsspec.core.url_to_fs(url)
+    kept = sorted(p.split("/")[-2] for p in fs.glob(f"{root}/*/manifest.json"))
+    assert kept == sorted(versions[1:])  # retention 2: the oldest is gone
+    remote = load_snapshot(url)
+    here = load_snapshot(local, versions[-1])
+    assert remote.version == versions[-1] and remote.n == here.n
+    assert (remote.features == here.features).all() and remote.ids == here.ids
+
+
+def test_snapshot_url_must_be_a_url() -> None:
+    with pytest.raises(ConfigError, match="snapshot_url"):
+        Settings.load(env={"STRATA_SNAPSHOT_URL": "/just/a/path"})
+
+
+@pytest.mark.integration
+def test_worker_publishes_to_the_configured_url(deployment, tmp_path: Path) -> None:
+    from streamproc.produce import produce_synthetic
+
+    remote = tmp_path / "remote"
+    url = f"file://{remote}"
+    w = deployment.worker("w", STRATA_SNAPSHOT_URL=url)
+    w.wait_ready()
+    rep = produce_synthetic(
+        deployment.broker.bootstrap, deployment.events, n=3_000, n_labels=4, progress=False
+    )
+    w.wait_until(lambda s: processed_all(rep.next_offsets)([s]), 120, "catch-up")
+    w.request_snapshot()
+    st = w.wait_until(lambda s: s["snapshots"], 60, "a snapshot")
+    v = st["snapshots"][-1]
+    assert (remote / "LATEST").read_text() == v
+    assert json.loads((remote / v / "manifest.json").read_text())["version"] == v
+    announced = [
+        json.loads(m.value())
+        for m in read_topic(deployment.broker.bootstrap, deployment.snapshots, expect=1)
+    ]
+    assert announced[-1]["path"] == f"{url}/{v}"
+    assert load_snapshot(url).n == sum(
+        json.loads((remote / v / "manifest.json").read_text())["retained"].values()
+    )
