@@ -69,7 +69,8 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
     """
     dim, cap = limits.feature_dim, limits.max_labels_per_event
     max_future = limits.max_future_s
-    offs, ts, labels, feats, payloads, ids = [], [], [], [], [], []
+    offs, ts, codes, counts, feats, payloads, ids = [], [], [], [], [], [], []
+    vocab: dict[str, int] = {}
     decode = _one.decode
     for o, v, t in plain:
         try:
@@ -100,7 +101,9 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
                 continue
         offs.append(o)
         ts.append(x)
-        labels.append(labs)
+        for x in labs:
+            codes.append(vocab.setdefault(x, len(vocab)))
+        counts.append(len(labs))
         feats.append(f)
         payloads.append(payload)
         ids.append(ev.id)
@@ -111,7 +114,9 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
         offsets,
         np.array(ts, dtype=np.float64),
         event_keys(topic, partition, offsets, ids),
-        labels,
+        list(vocab),
+        np.array(codes, dtype=np.int32),
+        np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
         np.array(feats, dtype=np.float32).reshape(n, dim),
         payloads,
         [

@@ -39,7 +39,7 @@ class DriftWatch:
     def feed(self, batch) -> None:
         if batch is None or len(batch) == 0:
             return
-        self.monitor.update([ls[0] for ls in batch.labels], batch.ts, batch.keys, batch.features)
+        self.monitor.update(batch.primary_labels(), batch.ts, batch.keys, batch.features)
 
     def set_reference(self, snapshot_dir, manifest) -> None:
         import pyarrow.parquet as pq

@@ -57,20 +57,41 @@ class Reject:
 
 @dataclass
 class DecodedBatch:
-    """Accepted events of one partition batch, as columns (one row per event)."""
+    """Accepted events of one partition batch, as columns (one row per event).
+
+    Labels are stored as a vocabulary plus CSR codes (row i has the labels
+    ``label_vocab[c]`` for ``c`` in ``label_codes[label_offsets[i]:label_offsets[i+1]]``,
+    the first being its primary label), so a batch of a million events needs no
+    per-event Python list.
+    """
 
     partition: int
     offsets: np.ndarray  # int64 source offset per event
     ts: np.ndarray  # float64
     keys: np.ndarray  # uint64 event keys
-    labels: list[list[str]]  # labels per event (first = primary)
+    label_vocab: list[str]
+    label_codes: np.ndarray  # int32, flat
+    label_offsets: np.ndarray  # int64, n + 1
     features: np.ndarray  # float32 [n, feature_dim]
-    payloads: list[bytes]  # raw JSON payload per event (b"null" if absent)
-    ids: list[str]
+    payloads: list  # raw JSON payload per event (bytes-like; b"null" if absent)
+    ids: list[str]  # event id per row (explicit, or derived from its coordinates)
     rejects: list[Reject] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
+
+    @property
+    def labels(self) -> list[list[str]]:
+        v, c, o = self.label_vocab, self.label_codes.tolist(), self.label_offsets.tolist()
+        return [[v[x] for x in c[o[i] : o[i + 1]]] for i in range(len(self))]
+
+    def labels_of(self, i: int) -> list[str]:
+        o = self.label_offsets
+        return [self.label_vocab[x] for x in self.label_codes[o[i] : o[i + 1]].tolist()]
+
+    def primary_labels(self) -> list[str]:
+        vocab = np.asarray(self.label_vocab, dtype=object)
+        return vocab[self.label_codes[self.label_offsets[:-1]]].tolist() if len(self) else []
 
     @classmethod
     def empty(cls, partition: int, dim: int) -> DecodedBatch:
@@ -80,6 +101,8 @@ class DecodedBatch:
             np.zeros(0),
             np.zeros(0, np.uint64),
             [],
+            np.zeros(0, np.int32),
+            np.zeros(1, np.int64),
             np.zeros((0, dim), np.float32),
             [],
             [],
@@ -92,12 +115,23 @@ class DecodedBatch:
             return cls.empty(partition, dim)
         if len(parts) == 1:
             return parts[0]
+        vocab: dict[str, int] = {}
+        codes, offsets, base = [], [np.zeros(1, np.int64)], 0
+        for p in parts:
+            remap = np.array(
+                [vocab.setdefault(x, len(vocab)) for x in p.label_vocab], dtype=np.int32
+            )
+            codes.append(remap[p.label_codes])
+            offsets.append(p.label_offsets[1:] + base)
+            base += p.label_codes.shape[0]
         return cls(
             partition,
             np.concatenate([p.offsets for p in parts]),
             np.concatenate([p.ts for p in parts]),
             np.concatenate([p.keys for p in parts]),
-            [x for p in parts for x in p.labels],
+            list(vocab),
+            np.concatenate(codes),
+            np.concatenate(offsets),
             np.concatenate([p.features for p in parts]),
             [x for p in parts for x in p.payloads],
             [x for p in parts for x in p.ids],

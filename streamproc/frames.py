@@ -1,9 +1,21 @@
 """Batched frames: many events in one message, columnar, for high-rate producers.
 
-A frame is ``b"\\x00SSF1"`` followed by a msgpack map: ``ts`` (float64 bytes), ``labels``
-(a list of label lists), ``features`` (float32 bytes, row-major), ``dim``, and optional
-``ids`` and ``payloads`` (JSON texts). Rows are validated with numpy masks; a bad row is
-dead-lettered with its row index, the good rows are kept.
+A frame is ``b"\\x00SSF1"`` followed by a msgpack map of columns, n rows:
+
+==================  ==================================================================
+``ts``              float64 little endian, n values (seconds)
+``features``        float32 little endian, n x ``dim`` values, row-major
+``dim``             features per row
+``label_vocab``     the distinct label names of the frame
+``label_codes``     int32: indexes into ``label_vocab``, flat over the rows
+``label_offsets``   optional int64, n + 1 (CSR) for multi-label rows; absent = 1 per row
+``ids``             optional event ids (else keys derive from topic/partition/offset/row)
+``payloads``        optional: one JSON array text with n elements
+==================  ==================================================================
+
+Every check runs on whole columns (numpy masks, one msgspec call for all payloads), so a
+frame costs no per-row Python unless it has ids; a bad row is dead-lettered with its row
+index while the good rows are kept.
 
 >>> import numpy as np
 >>> f = encode_frame([1.0, 2.0], ["a", ["b", "c"]], np.ones((2, 3)))
@@ -23,34 +35,81 @@ FRAME_MAGIC = b"\x00SSF1"
 
 
 class Frame(msgspec.Struct, forbid_unknown_fields=True):
-    ts: bytes  # float64 little endian, n values
-    labels: list[list[str]]  # labels per row
-    features: bytes  # float32 little endian, n * dim values
+    ts: bytes
+    features: bytes
     dim: int
+    label_vocab: list[str]
+    label_codes: bytes
+    label_offsets: bytes | None = None
     ids: list[str] | None = None
-    payloads: list[bytes] | None = None  # JSON text per row
+    payloads: bytes | None = None
 
 
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def encode_frame(ts, labels, features, ids=None, payloads=None) -> bytes:
     """One message holding many events, columnar.
 
-    ``labels`` is a list of label strings or of label lists; ``features`` an [n, dim]
-    array; ``payloads`` optional JSON-serialisable values, one per row.
+    ``labels``: per row a label string or a list of labels; ``features``: an [n, dim]
+    array; ``payloads``: optional JSON-serialisable values, one per row.
     """
     ts = np.ascontiguousarray(ts, dtype="<f8")
     feats = np.ascontiguousarray(features, dtype="<f4")
     n = ts.shape[0]
     if feats.ndim != 2 or feats.shape[0] != n:
         raise ValueError(f"features: expected shape ({n}, dim), got {feats.shape}")
-    labs = [[x] if isinstance(x, str) else list(x) for x in labels]
-    if len(labs) != n:
-        raise ValueError(f"labels: expected {n} rows, got {len(labs)}")
-    raw = None if payloads is None else [msgspec.json.encode(p) for p in payloads]
-    frame = Frame(ts.tobytes(), labs, feats.tobytes(), int(feats.shape[1]), ids, raw)
+    if len(labels) != n:
+        raise ValueError(f"labels: expected {n} rows, got {len(labels)}")
+    vocab: dict[str, int] = {}
+    codes, counts = [], []
+    for row in labels:
+        row = [row] if isinstance(row, str) else list(row)
+        codes += [vocab.setdefault(x, len(vocab)) for x in row]
+        counts.append(len(row))
+    multi = any(c != 1 for c in counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype("<i8") if multi else None
+    frame = Frame(
+        ts.tobytes(),
+        feats.tobytes(),
+        int(feats.shape[1]),
+        list(vocab),
+        np.asarray(codes, dtype="<i4").tobytes(),
+        None if offsets is None else offsets.tobytes(),
+        ids,
+        None if payloads is None else msgspec.json.encode(list(payloads)),
+    )
     return FRAME_MAGIC + msgspec.msgpack.encode(frame)
+
+
+def _columns(fr: Frame, limits: Limits):
+    ts = np.frombuffer(fr.ts, dtype="<f8")
+    n = ts.shape[0]
+    if fr.dim != limits.feature_dim:
+        raise ValueError(f"dim: expected {limits.feature_dim}, got {fr.dim}")
+    feats = np.frombuffer(fr.features, dtype="<f4")
+    if feats.shape[0] != n * fr.dim:
+        raise ValueError(f"features: {feats.shape[0]} values for {n} rows of dim {fr.dim}")
+    codes = np.frombuffer(fr.label_codes, dtype="<i4")
+    if fr.label_offsets is None:
+        offsets = np.arange(n + 1, dtype=np.int64)
+    else:
+        offsets = np.frombuffer(fr.label_offsets, dtype="<i8").astype(np.int64)
+        if offsets.shape[0] != n + 1 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
+            raise ValueError("label_offsets: not n + 1 non-decreasing offsets from 0")
+    if offsets[-1] != codes.shape[0]:
+        raise ValueError(f"label_codes: {codes.shape[0]} codes for {offsets[-1]} labels")
+    if codes.size and (codes.min() < 0 or codes.max() >= len(fr.label_vocab)):
+        raise ValueError("label_codes: code outside label_vocab")
+    if fr.ids is not None and len(fr.ids) != n:
+        raise ValueError(f"ids: {len(fr.ids)} entries for {n} rows")
+    payloads = None
+    if fr.payloads is not None:
+        payloads = _raw_list.decode(fr.payloads)  # one call checks every payload's JSON
+        if len(payloads) != n:
+            raise ValueError(f"payloads: {len(payloads)} entries for {n} rows")
+    return ts, feats.reshape(n, fr.dim), codes.astype(np.int32), offsets, payloads
 
 
 def decode_frame(
@@ -65,20 +124,11 @@ def decode_frame(
 ) -> DecodedBatch:
     try:
         fr = _frame_decoder.decode(value[len(FRAME_MAGIC) :])
-        ts = np.frombuffer(fr.ts, dtype="<f8")
-        n = ts.shape[0]
-        if fr.dim != limits.feature_dim:
-            raise ValueError(f"dim: expected {limits.feature_dim}, got {fr.dim}")
-        feats = np.frombuffer(fr.features, dtype="<f4")
-        if feats.shape[0] != n * fr.dim:
-            raise ValueError(f"features: {feats.shape[0]} values for {n} rows of dim {fr.dim}")
-        feats = feats.reshape(n, fr.dim)
-        for name, col in (("labels", fr.labels), ("ids", fr.ids), ("payloads", fr.payloads)):
-            if col is not None and len(col) != n:
-                raise ValueError(f"{name}: {len(col)} entries for {n} rows")
+        ts, feats, codes, loffs, payloads = _columns(fr, limits)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         rejects.append(Reject(partition, offset, f"frame: {e}", value[:4096]))
         return DecodedBatch.empty(partition, limits.feature_dim)
+    n = ts.shape[0]
     reasons: dict[int, str] = {}
     bad_ts = ~np.isfinite(ts)
     if msg_ts is not None:
@@ -88,48 +138,58 @@ def decode_frame(
     bad_feat = ~(np.isfinite(feats) & (np.abs(feats) <= FEATURE_MAX)).all(axis=1)
     for i in np.flatnonzero(bad_feat).tolist():
         reasons.setdefault(i, "features: not all finite")
-    cap = limits.max_labels_per_event
-    for i, labs in enumerate(fr.labels):
-        if not 0 < len(labs) <= cap or any(
-            not 0 < len(x) <= MAX_LABEL_CHARS or x.isspace() for x in labs
-        ):
-            reasons.setdefault(i, f"label: missing, empty, too long, or more than {cap} labels")
-    payloads = fr.payloads if fr.payloads is not None else [b"null"] * n
-    if fr.payloads is not None:
-        for i, p in enumerate(payloads):
-            if i not in reasons:
-                try:
-                    msgspec.json.decode(p)
-                except msgspec.DecodeError as e:
-                    reasons[i] = f"payload: not JSON ({e})"
+    bad_vocab = np.array(
+        [not 0 < len(x) <= MAX_LABEL_CHARS or x.isspace() for x in fr.label_vocab] + [False],
+        dtype=bool,
+    )
+    per_row = np.diff(loffs)
+    row_of_code = np.repeat(np.arange(n), per_row)
+    bad_label = (per_row < 1) | (per_row > limits.max_labels_per_event)
+    if bad_vocab.any() and codes.size:
+        bad_label[row_of_code[bad_vocab[codes]]] = True
+    for i in np.flatnonzero(bad_label).tolist():
+        reasons.setdefault(
+            i, f"label: missing, empty, too long, or more than {limits.max_labels_per_event} labels"
+        )
+    payloads = payloads if payloads is not None else [b"null"] * n
     if scrub is not None:
-        payloads = list(payloads)
+        payloads = [bytes(p) for p in payloads]
         for i in range(n):
             if i not in reasons:
                 payloads[i], why = scrub(payloads[i])
                 if why is not None:
                     reasons[i] = why
+    keep = np.ones(n, dtype=bool)
     for i in sorted(reasons):
+        labs = [fr.label_vocab[c] for c in codes[loffs[i] : loffs[i + 1]].tolist()]
         row = msgspec.json.encode(
-            {"ts": float(ts[i]) if np.isfinite(ts[i]) else None, "labels": fr.labels[i], "row": i}
+            {"ts": float(ts[i]) if np.isfinite(ts[i]) else None, "labels": labs, "row": i}
         )
         rejects.append(Reject(partition, offset, f"frame row {i}: {reasons[i]}", row))
-    good = np.ones(n, dtype=bool)
-    good[list(reasons)] = False
-    idx = np.flatnonzero(good)
-    rows = idx.astype(np.int64)
-    ids = [fr.ids[i] for i in idx] if fr.ids is not None else [None] * idx.shape[0]
-    keys = event_keys(topic, partition, np.full(idx.shape[0], offset), ids, rows)
+        keep[i] = False
+    idx = np.flatnonzero(keep)
+    ids = [fr.ids[i] for i in idx.tolist()] if fr.ids is not None else [None] * idx.shape[0]
+    keys = event_keys(topic, partition, np.full(idx.shape[0], offset), ids, idx)
+    if reasons:  # re-pack the label CSR for the kept rows
+        counts = per_row[idx]
+        sel = (
+            np.concatenate([np.arange(loffs[i], loffs[i + 1]) for i in idx.tolist()])
+            if idx.size
+            else np.zeros(0, np.int64)
+        )
+        codes = codes[sel]
+        loffs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        payloads = [payloads[i] for i in idx.tolist()]
+    base = f"{topic}/{partition}/{offset}#"
     return DecodedBatch(
         partition,
         np.full(idx.shape[0], offset, dtype=np.int64),
         ts[idx].astype(np.float64),
         keys,
-        [list(fr.labels[i]) for i in idx],
+        list(fr.label_vocab),
+        codes,
+        loffs,
         feats[idx].astype(np.float32),
-        [payloads[i] for i in idx],
-        [
-            e if e is not None else f"{topic}/{partition}/{offset}#{i}"
-            for e, i in zip(ids, idx.tolist(), strict=True)
-        ],
+        payloads,
+        ids if fr.ids is not None else [base + str(i) for i in idx.tolist()],
     )

@@ -93,11 +93,9 @@ class PartitionProcessor:
         n = len(b)
         if n == 0:
             return
-        flat = [x for ls in b.labels for x in ls]
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(ls) for ls in b.labels])
-        ids = self.reservoirs.encode(flat)
-        rows = expand_labels(offsets, ids, mode=self.sampler.multilabel)
+        vocab_ids = self.reservoirs.encode(b.label_vocab)  # a few labels, not n
+        ids = vocab_ids[b.label_codes] if b.label_codes.size else np.zeros(0, np.int32)
+        rows = expand_labels(b.label_offsets, ids, mode=self.sampler.multilabel)
         ev = rows.event_index
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
@@ -112,14 +110,14 @@ class PartitionProcessor:
                     {
                         "id": b.ids[i],
                         "ts": float(b.ts[i]),
-                        "labels": b.labels[i],
+                        "labels": b.labels_of(i),
                         "features": b.features[i].tolist(),
                         "offset": int(b.offsets[i]),
                         "partition": self.partition,
                     }
                 )
                 + b"\n"
-                + b.payloads[i]
+                + bytes(b.payloads[i])
             )
 
     def _evict(self, out) -> None:

@@ -69,7 +69,7 @@ def test_frame_rows_are_validated_one_by_one() -> None:
     b = decode_batch("events", 0, [(7, frame, 100.0)], L)
     assert b.labels == [["a"], ["c", "d"]]
     assert b.ids == ["events/0/7#0", "events/0/7#2"]
-    assert b.payloads == [b'{"k":1}', b"[1]"]
+    assert [bytes(p) for p in b.payloads] == [b'{"k":1}', b"[1]"]
     assert sorted(r.reason.split(":")[0] for r in b.rejects) == ["frame row 1", "frame row 3"]
     assert len(set(b.keys.tolist())) == 2
 
@@ -94,3 +94,37 @@ def test_pii_is_scrubbed_before_storage() -> None:
     bad = {**GOOD, "payload": {"msg": 5}}
     b = decode_batch("events", 0, [(1, orjson.dumps(bad), 100.0)], L, scrub=s)
     assert b.rejects[0].reason == "payload.msg: expected a string for a PII text field"
+
+
+def test_frame_columns_are_checked_whole() -> None:
+    from streamproc.frames import Frame
+
+    good = dict(
+        ts=np.array([1.0, 2.0]).tobytes(),
+        features=np.ones(4, "<f4").tobytes(),
+        dim=2,
+        label_vocab=["a"],
+        label_codes=np.zeros(2, "<i4").tobytes(),
+    )
+    cases = [
+        (dict(label_codes=np.array([0, 5], "<i4").tobytes()), "label_codes: code outside"),
+        (dict(label_offsets=np.array([0, 2, 1], "<i8").tobytes()), "label_offsets"),
+        (dict(payloads=b'[{"x": 1}, {oops}]'), "frame: JSON is malformed"),
+        (dict(payloads=b"[1, 2, 3]"), "payloads: 3 entries for 2 rows"),
+        (dict(ids=["only-one"]), "ids: 1 entries for 2 rows"),
+    ]
+    for change, reason in cases:
+        import msgspec
+
+        value = FRAME_MAGIC + msgspec.msgpack.encode(Frame(**{**good, **change}))
+        b = decode_batch("events", 0, [(3, value, 100.0)], L)
+        assert len(b) == 0 and reason in b.rejects[0].reason, (reason, b.rejects[0].reason)
+
+
+def test_a_batch_of_frames_and_json_keeps_every_label() -> None:
+    f1 = encode_frame([1.0, 2.0], ["x", ["y", "x"]], np.ones((2, 2)))
+    f2 = encode_frame([3.0], ["z"], np.ones((1, 2)))
+    ev = orjson.dumps({**GOOD, "label": "y"})
+    b = decode_batch("events", 0, [(1, f1, 100.0), (2, ev, 100.0), (3, f2, 100.0)], L)
+    assert sorted(map(tuple, b.labels)) == [("x",), ("y",), ("y", "x"), ("z",)]
+    assert sorted(b.primary_labels()) == ["x", "y", "y", "z"]
