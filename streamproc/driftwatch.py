@@ -35,6 +35,8 @@ class DriftWatch:
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None
         self.action_counts: dict[str, int] = {}
+        self._last_action: dict[tuple[str, str | None], float] = {}
+        self.cooldown_s = settings.drift_action_cooldown_s
 
     def feed(self, batch) -> None:
         if batch is None or len(batch) == 0:
@@ -61,7 +63,15 @@ class DriftWatch:
         report = self.monitor.check()
         self.last_report = report
         self._export(report)
+        now = time.monotonic()
         for a in report.actions:
+            # alerts go out on every check; other actions at most once per cooldown per
+            # (action, label), so persistent drift does not retrain or snapshot in a loop
+            key = (a.action, a.label)
+            if a.action != "alert":
+                if now - self._last_action.get(key, -math.inf) < self.cooldown_s:
+                    continue
+                self._last_action[key] = now
             producer.produce(
                 self.settings.drift_topic,
                 orjson.dumps(

@@ -60,6 +60,7 @@ class Settings:
     drift_window_half_life_s: float = 600.0
     drift_window_capacity: int = 1_000
     drift_scarce_ratio: float = 0.5
+    drift_action_cooldown_s: float = 300.0  # repeat non-alert actions at most this often
     # boost_quota changes sampler state at a wall-clock moment; opt in (see README)
     drift_actions: list[str] = field(
         default_factory=lambda: ["alert", "request_snapshot", "retrain"]
