@@ -39,7 +39,7 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
         # Faust's default session timeout makes a group join take ~30 s
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
-        topic_allow_declare=False,
+        topic_allow_declare=True,  # changelog topics of the human-in-the-loop tables
     )
     loop = IngestLoop(settings, bootstrap, own_snapshot_timer=False)
     app.ingest = loop  # type: ignore[attr-defined]
@@ -68,6 +68,10 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
                 await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
 
     app.service(IngestService)
+
+    from .hitl import install
+
+    install(app, settings, loop.metrics)
 
     @app.timer(settings.snapshot_every_s)
     async def snapshot_timer() -> None:

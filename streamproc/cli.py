@@ -70,7 +70,16 @@ def cmd_worker(a: argparse.Namespace) -> int:
     bootstrap = _bootstrap(s)
     create_topics(
         bootstrap,
-        {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1, s.drift_topic: 1},
+        {
+            s.events_topic: s.partitions,
+            s.dlq_topic: 1,
+            s.snapshots_topic: 1,
+            s.drift_topic: 1,
+            s.predictions_topic: s.hitl_partitions,
+            s.feedback_topic: s.hitl_partitions,
+            s.annotations_topic: s.hitl_partitions,
+            s.relabel_topic: 1,
+        },
     )
     app = create_app(s, bootstrap, web_port=a.web_port)
     Worker(app, loglevel=a.loglevel, quiet=True).execute_from_commandline()

@@ -167,6 +167,35 @@ class WorkerMetrics:
         self.drift_actions = Counter(
             "strata_drift_actions", "Drift actions taken", ["action"], registry=r
         )
+        self.hitl_requests = Counter(
+            "strata_hitl_requests",
+            "Human-in-the-loop requests by endpoint and HTTP status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.predictions = Counter("strata_predictions", "Predictions served", registry=r)
+        self.votes = Counter("strata_feedback_votes", "Votes on predictions", ["vote"], registry=r)
+        self.downvotes = Counter(
+            "strata_feedback_downvotes",
+            "Down-votes without a correction, by predicted label",
+            ["label"],
+            registry=r,
+        )
+        self.corrections = Counter(
+            "strata_feedback_corrections",
+            "Corrected labels turned into events, by corrected label",
+            ["label"],
+            registry=r,
+        )
+        self.relabel_queued = Counter(
+            "strata_relabel_queued", "Items sent to the relabel topic", ["reason"], registry=r
+        )
+        self.annotation_kappa = Gauge(
+            "strata_annotation_kappa",
+            "Annotator agreement per label (Cohen's or Fleiss' kappa)",
+            ["label"],
+            registry=r,
+        )
         self.healthy = Gauge("strata_worker_healthy", "1 when /health answers 200", registry=r)
         self._labels_shown: set[str] = set()
 

@@ -65,6 +65,18 @@ class Settings:
     drift_actions: list[str] = field(
         default_factory=lambda: ["alert", "request_snapshot", "retrain"]
     )
+    hitl_token: str = field(default="", repr=False)  # empty: endpoints answer 503
+    hitl_registry_dir: Path = Path("registry")
+    hitl_max_body_bytes: int = 65_536
+    hitl_rate_per_s: float = 50.0
+    hitl_burst: float = 100.0
+    hitl_agreement_bar: float = 0.6  # 0.8 for high-stakes labels
+    hitl_prediction_ttl_s: float = 86_400.0
+    hitl_partitions: int = 4
+    predictions_topic: str = "predictions"
+    feedback_topic: str = "feedback"
+    annotations_topic: str = "annotations"
+    relabel_topic: str = "relabel"
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ _topic_ids = itertools.count()
 def read_topic(
     bootstrap: str, topic: str, expect: int | None = None, timeout: float = 10.0
 ) -> list:
-    """Messages of partition 0 of a topic, read from the start by a fresh consumer.
+    """Messages of every partition of a topic, read from the start by a fresh consumer.
 
     With ``expect``, stops once that many arrived (plus one more second, so that extra
     records would show); without, reads for ``timeout`` seconds.
@@ -32,7 +32,8 @@ def read_topic(
             "fetch.queue.backoff.ms": 10,
         }
     )
-    c.assign([TopicPartition(topic, 0, 0)])
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
     out: list = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (expect is None or len(out) < expect):

@@ -1,0 +1,183 @@
+"""Human in the loop, end to end on the embedded broker with a real worker."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamproc.snapshot import SnapshotManifest
+from tests.conftest import read_topic
+from tests.trainer.conftest import make_snapshot
+from trainer.pipeline import train_and_register
+from trainer.registry import ModelRegistry
+from trainer.train import TrainConfig
+
+pytestmark = pytest.mark.integration
+TOKEN = "hitl-test-token-42"
+
+
+def _call(w, path: str, body, token: str | None = TOKEN, raw: bytes | None = None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(w.url + path, data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture
+def hitl_worker(deployment, tmp_path: Path):
+    v, _ = make_snapshot(tmp_path / "train", 2_000, 3, seed=1)
+    reg = tmp_path / "registry"
+    train_and_register(
+        tmp_path / "train" / "snapshots",
+        ModelRegistry(reg),
+        TrainConfig(epochs=3, device="cpu"),
+        v,
+        progress=False,
+    )
+    n = deployment.events
+    topics = {
+        "predictions": f"{n}-pred",
+        "feedback": f"{n}-fb",
+        "annotations": f"{n}-ann",
+        "relabel": f"{n}-relabel",
+    }
+    deployment.broker.create_topics(
+        {
+            topics["predictions"]: 4,
+            topics["feedback"]: 4,
+            topics["annotations"]: 4,
+            topics["relabel"]: 1,
+        }
+    )
+    w = deployment.worker(
+        "hitl",
+        STRATA_HITL_TOKEN=TOKEN,
+        STRATA_HITL_REGISTRY_DIR=str(reg),
+        STRATA_HITL_RATE_PER_S="20",
+        STRATA_HITL_BURST="40",
+        STRATA_HITL_MAX_BODY_BYTES="2048",
+        STRATA_PREDICTIONS_TOPIC=topics["predictions"],
+        STRATA_FEEDBACK_TOPIC=topics["feedback"],
+        STRATA_ANNOTATIONS_TOPIC=topics["annotations"],
+        STRATA_RELABEL_TOPIC=topics["relabel"],
+    )
+    w.wait_ready(90)
+    return w, topics
+
+
+def test_bad_requests_get_clear_4xx_and_write_nothing(hitl_worker, deployment) -> None:
+    w, topics = hitl_worker
+    cases = [
+        ("/predict", {"features": [1, 2, 3, 4]}, None, 401, "bearer token"),
+        ("/predict", {"features": [1, 2, 3, 4]}, "wrong", 401, "bearer token"),
+        ("/predict", {"feature": [1, 2, 3, 4]}, TOKEN, 400, "unknown field `feature`"),
+        ("/predict", {}, TOKEN, 400, "missing required field `features`"),
+        ("/predict", {"features": [1, 2]}, TOKEN, 400, "features: expected 4 numbers"),
+        ("/predict", {"features": ["a", 2, 3, 4]}, TOKEN, 400, "`$.features[0]`"),
+        (
+            "/feedback",
+            {"prediction_id": "p", "vote": "up", "label": "x"},
+            TOKEN,
+            400,
+            "vote/label: give exactly one",
+        ),
+        ("/feedback", {"prediction_id": "p", "vote": "sideways"}, TOKEN, 400, "vote: expected"),
+        (
+            "/annotations",
+            {"item_id": "i", "annotator_id": " ", "label": "x"},
+            TOKEN,
+            400,
+            "annotator_id: must not be empty",
+        ),
+        ("/annotations", {"item_id": "i", "label": "x"}, TOKEN, 400, "`annotator_id`"),
+    ]
+    for path, body, token, status, msg in cases:
+        code, out = _call(w, path, body, token=token)
+        assert code == status and msg in out["error"], (path, body, code, out)
+    code, out = _call(w, "/feedback", None, raw=b"{" + b" " * 4_000 + b"}")
+    assert code == 413 and "2048" in out["error"]
+    code, out = _call(w, "/feedback", None, raw=b"not json")
+    assert code == 400 and "not JSON" in out["error"]
+    for t in ("predictions", "feedback", "annotations"):
+        assert read_topic(deployment.broker.bootstrap, topics[t], timeout=2.0) == []
+    with urllib.request.urlopen(w.url + "/openapi.json", timeout=5) as r:
+        spec = json.loads(r.read())
+    assert set(spec["paths"]) == {"/predict", "/feedback", "/annotations"}
+
+
+def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
+    w, topics = hitl_worker
+    code, pred = _call(w, "/predict", {"features": [0.5, -1.0, 2.0, 0.1], "event_id": "ev-7"})
+    assert code == 200 and pred["model"].startswith("m0001")
+    corrected = "L_corrected"
+    assert (
+        _call(w, "/feedback", {"prediction_id": pred["prediction_id"], "label": corrected})[0]
+        == 202
+    )
+    code, pred2 = _call(w, "/predict", {"features": [0.0, 0.0, 0.0, 0.0]})
+    assert (
+        _call(w, "/feedback", {"prediction_id": pred2["prediction_id"], "vote": "down"})[0] == 202
+    )
+    # acknowledged means written: both feedback records are on the feedback topic
+    fb = read_topic(deployment.broker.bootstrap, topics["feedback"], expect=2, timeout=30)
+    assert len(fb) == 2
+    w.wait_until(
+        lambda s: sum(p["accepted"] for p in s["partitions"].values()) >= 1,
+        60,
+        "the corrected event",
+    )
+    relabel = [
+        json.loads(m.value())
+        for m in read_topic(deployment.broker.bootstrap, topics["relabel"], expect=1, timeout=30)
+    ]
+    assert relabel and relabel[0]["reason"] == "down-vote"
+    assert relabel[0]["prediction_id"] == pred2["prediction_id"]
+    before = len(w.status()["snapshots"])
+    w.request_snapshot()
+    st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "a snapshot")
+    store = deployment.root / "snap-g"
+    m = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
+    assert m.seen == {corrected: 1}
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(store / m.version / "data.parquet").to_pylist()
+    assert rows[0]["id"] == "ev-7" and rows[0]["label"] == corrected
+    payload = json.loads(rows[0]["payload"])
+    assert payload["source"] == "feedback" and payload["predicted"] == pred["label"]
+
+
+def test_low_agreement_items_are_queued_for_relabelling(hitl_worker, deployment) -> None:
+    w, topics = hitl_worker
+    for ann, lab in (("a1", "cat"), ("a2", "dog")):
+        assert (
+            _call(w, "/annotations", {"item_id": "item-1", "annotator_id": ann, "label": lab})[0]
+            == 202
+        )
+    for ann in ("a1", "a2", "a3"):
+        assert (
+            _call(w, "/annotations", {"item_id": "item-2", "annotator_id": ann, "label": "cat"})[0]
+            == 202
+        )
+    msgs = [
+        json.loads(m.value())
+        for m in read_topic(deployment.broker.bootstrap, topics["relabel"], expect=1, timeout=30)
+    ]
+    assert [m["item_id"] for m in msgs] == ["item-1"]
+    assert msgs[0]["agreement"] == 0.0 and msgs[0]["reason"] == "low agreement"
+
+
+def test_rate_limit(hitl_worker) -> None:
+    w, _ = hitl_worker
+    codes = [
+        _call(w, "/feedback", {"prediction_id": "p", "vote": "sideways"})[0] for _ in range(60)
+    ]
+    assert 429 in codes and codes[0] == 400
