@@ -334,6 +334,34 @@ class LabelReservoirs:
         self._relayout(self._allocation())
         self._pending = _Evictions(0)
 
+    def relabel(self, keys: np.ndarray, keep_labels: np.ndarray) -> UpdateResult:
+        """Drop the retained copies of events ``keys`` under any label other than
+        ``keep_labels`` (aligned with ``keys``): a corrected label replaces the old one.
+
+        Returns the removed items as evictions. Rare by design (one relayout per call).
+        """
+        keep = dict(
+            zip(
+                np.asarray(keys, np.uint64).tolist(),
+                np.asarray(keep_labels, np.int64).tolist(),
+                strict=True,
+            )
+        )
+        lab, key, prio, base, ts = self._raw_items()
+        drop = np.fromiter(
+            ((k in keep and keep[k] != l) for l, k in zip(lab.tolist(), key.tolist(), strict=True)),
+            bool,
+            lab.shape[0],
+        )
+        if not drop.any():
+            return UpdateResult(
+                np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint64)
+            )
+        removed = (lab[drop].copy(), key[drop].copy())
+        k = ~drop
+        self._install_items(lab[k], key[k], prio[k], base[k], ts[k])
+        return UpdateResult(np.zeros(0, np.int64), *removed)
+
     # ------------------------------------------------------------------ queries
     def seen_counts(self) -> dict[str, int]:
         return {n: int(self._seen[i]) for i, n in enumerate(self.names) if n is not None}

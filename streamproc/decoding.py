@@ -71,6 +71,7 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
     max_future = limits.max_future_s
     offs, ts, codes, counts, feats, payloads, ids = [], [], [], [], [], [], []
     vocab: dict[str, int] = {}
+    relabel: list[int] = []
     decode = _one.decode
     for o, v, t in plain:
         try:
@@ -107,9 +108,11 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
         feats.append(f)
         payloads.append(payload)
         ids.append(ev.id)
+        if ev.relabel:
+            relabel.append(len(offs) - 1)
     n = len(offs)
     offsets = np.array(offs, dtype=np.int64)
-    return DecodedBatch(
+    out = DecodedBatch(
         partition,
         offsets,
         np.array(ts, dtype=np.float64),
@@ -124,6 +127,10 @@ def _decode_json(topic, partition, plain, limits: Limits, scrub, rejects) -> Dec
             for e, o in zip(ids, offs, strict=True)
         ],
     )
+    if relabel:
+        out.relabel = np.zeros(n, dtype=bool)
+        out.relabel[relabel] = True
+    return out
 
 
 _INF = float("inf")

@@ -37,6 +37,8 @@ class RawEvent(msgspec.Struct, forbid_unknown_fields=True):
     features: list[float] = []
     id: str | None = None
     payload: msgspec.Raw = msgspec.Raw(b"null")
+    # a correction: the event's labels replace those of any retained event with its id
+    relabel: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class DecodedBatch:
     payloads: list  # raw JSON payload per event (bytes-like; b"null" if absent)
     ids: list[str]  # event id per row (explicit, or derived from its coordinates)
     rejects: list[Reject] = field(default_factory=list)
+    relabel: np.ndarray | None = None  # bool per row: corrections (None: none in the batch)
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -124,6 +127,11 @@ class DecodedBatch:
             codes.append(remap[p.label_codes])
             offsets.append(p.label_offsets[1:] + base)
             base += p.label_codes.shape[0]
+        relabel = None
+        if any(p.relabel is not None for p in parts):
+            relabel = np.concatenate(
+                [p.relabel if p.relabel is not None else np.zeros(len(p), bool) for p in parts]
+            )
         return cls(
             partition,
             np.concatenate([p.offsets for p in parts]),
@@ -135,6 +143,7 @@ class DecodedBatch:
             np.concatenate([p.features for p in parts]),
             [x for p in parts for x in p.payloads],
             [x for p in parts for x in p.ids],
+            relabel=relabel,
         )
 
 

@@ -296,6 +296,7 @@ def install(app, settings: Settings, metrics) -> None:  # noqa: ANN001 - faust.A
                 "ts": pred["ts"],
                 "label": fb["label"],
                 "features": pred["features"],
+                "relabel": pred.get("event_id") is not None,
                 "payload": {
                     "source": "feedback",
                     "prediction_id": pid,

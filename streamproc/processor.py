@@ -119,6 +119,9 @@ class PartitionProcessor:
                 + b"\n"
                 + bytes(b.payloads[i])
             )
+        if b.relabel is not None and b.relabel.any():  # corrections replace old labels
+            r = np.flatnonzero(b.relabel)
+            self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
 
     def _evict(self, out) -> None:
         names = self.reservoirs.names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -116,6 +117,25 @@ def test_bad_requests_get_clear_4xx_and_write_nothing(hitl_worker, deployment) -
 
 def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
     w, topics = hitl_worker
+    # the original event, labelled L_original, arrives through Kafka first
+    from confluent_kafka import Producer
+
+    prod = Producer(
+        {"bootstrap.servers": deployment.broker.bootstrap, "partitioner": "murmur2_random"}
+    )  # Kafka's default, as Faust uses
+    original = {
+        "id": "ev-7",
+        "ts": time.time(),
+        "label": "L_original",
+        "features": [0.5, -1.0, 2.0, 0.1],
+    }
+    prod.produce(deployment.events, json.dumps(original).encode(), key=b"ev-7")
+    prod.flush(10)
+    w.wait_until(
+        lambda s: sum(p["accepted"] for p in s["partitions"].values()) == 1,
+        60,
+        "the original event",
+    )
     code, pred = _call(w, "/predict", {"features": [0.5, -1.0, 2.0, 0.1], "event_id": "ev-7"})
     assert code == 200 and pred["model"].startswith("m0001")
     corrected = "L_corrected"
@@ -146,10 +166,12 @@ def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
     st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "a snapshot")
     store = deployment.root / "snap-g"
     m = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
-    assert m.seen == {corrected: 1}
+    assert m.seen == {"L_original": 1, corrected: 1}
     import pyarrow.parquet as pq
 
     rows = pq.read_table(store / m.version / "data.parquet").to_pylist()
+    # the correction replaced the original label inside the reservoirs: one row, relabelled
+    assert len(rows) == 1
     assert rows[0]["id"] == "ev-7" and rows[0]["label"] == corrected
     payload = json.loads(rows[0]["payload"])
     assert payload["source"] == "feedback" and payload["predicted"] == pred["label"]

@@ -139,3 +139,25 @@ def test_incompatible_stored_state_is_refused(tmp_path: Path) -> None:
     other = SamplerConfig(CFG.policy, seed=6)
     with pytest.raises(StateError, match="different sampler configuration"):
         PartitionProcessor("events", 0, RocksPartitionStore(tmp_path / "s"), other, LIM)
+
+
+def test_a_correction_relabels_a_retained_event(tmp_path: Path) -> None:
+    p = _proc(tmp_path / "s")
+    first = {"id": "ev-1", "ts": 1.0, "label": "old", "features": [1, 2], "payload": {"a": 1}}
+    other = {"id": "ev-2", "ts": 2.0, "label": "old", "features": [3, 4]}
+    p.process([(0, orjson.dumps(first), 1e9), (1, orjson.dumps(other), 1e9)])
+    p.checkpoint()
+    fix = {**first, "ts": 3.0, "label": "new", "relabel": True}
+    p.process([(2, orjson.dumps(fix), 1e9)])
+    p.checkpoint()
+    r = p.reservoirs
+    key = int(p.last_batch.keys[0])
+    assert key not in r.retained_keys("old").tolist()
+    assert r.retained_keys("new").tolist() == [key]
+    assert len(r.retained_keys("old")) == 1  # ev-2 stays
+    # the payload store follows: ev-1's old record is gone, the new one is there
+    assert p.store.count_payloads() == 2
+    # without the relabel flag, an event with the same id under another label is a new copy
+    again = {**first, "ts": 4.0, "label": "third"}
+    p.process([(3, orjson.dumps(again), 1e9)])
+    assert key in r.retained_keys("third").tolist() and key in r.retained_keys("new").tolist()
