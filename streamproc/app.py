@@ -117,6 +117,7 @@ def _status(loop: IngestLoop) -> dict:
         "consumed": s.consumed,
         "rejected": s.rejected,
         "checkpoints": s.checkpoints,
+        "shards": s.shards,
         "snapshots": list(s.snapshots),
         "dlq_by_reason": dict(s.dlq_by_reason),
         "drift": {} if loop.drift is None else dict(loop.drift.action_counts),

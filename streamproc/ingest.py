@@ -40,6 +40,7 @@ class IngestStats:
     rejected: int = 0
     checkpoints: int = 0
     checkpoint_seconds: float = 0.0
+    shards: int = 0  # partition shards exported to the snapshot store
     snapshots: list[str] = field(default_factory=list)
     dlq_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -195,6 +196,7 @@ class IngestLoop:
                     shard_records(p.store, p.reservoirs),
                 ),
             )
+        self.stats.shards += len(procs)
         manifest = build_snapshot(
             shard_dir,
             self.settings.snapshot_dir,

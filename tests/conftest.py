@@ -73,7 +73,7 @@ class Deployment:
             "STRATA_DLQ_TOPIC": self.dlq,
             "STRATA_SNAPSHOTS_TOPIC": self.snapshots,
             "STRATA_DRIFT_TOPIC": self.drift,
-            "STRATA_GROUP_ID": group,
+            "STRATA_GROUP_ID": f"{group}-{self.events}",  # one group per test (see README)
             "STRATA_SNAPSHOT_EVERY_S": "3600",
             "STRATA_CHECKPOINT_EVERY_S": "0.5",
             "STRATA_CHECKPOINT_EVERY_EVENTS": "2000",
