@@ -71,7 +71,7 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
 
     from .hitl import install
 
-    install(app, settings, loop.metrics)
+    install(app, settings, loop.metrics, loop.held_items)
 
     @app.timer(settings.snapshot_every_s)
     async def snapshot_timer() -> None:
@@ -118,6 +118,7 @@ def _status(loop: IngestLoop) -> dict:
         "rejected": s.rejected,
         "checkpoints": s.checkpoints,
         "shards": s.shards,
+        "held_for_relabel": sorted(loop.held_items),
         "snapshots": list(s.snapshots),
         "dlq_by_reason": dict(s.dlq_by_reason),
         "drift": {} if loop.drift is None else dict(loop.drift.action_counts),

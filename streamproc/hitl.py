@@ -183,7 +183,7 @@ def _decode(kind: type, body: bytes):
         raise HttpError(400, f"body is not JSON: {e}") from None
 
 
-def install(app, settings: Settings, metrics) -> None:  # noqa: ANN001 - faust.App
+def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: ANN001
     """Register the endpoints and the agents on the worker's Faust app."""
     s = settings
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -197,7 +197,6 @@ def install(app, settings: Settings, metrics) -> None:  # noqa: ANN001 - faust.A
     predictor = Predictor(s.hitl_registry_dir)
     bucket = TokenBucket(s.hitl_rate_per_s, s.hitl_burst)
     book = AnnotationBook()
-    queued_items: set[str] = set()
 
     async def guarded(web, request, handler):
         endpoint = request.path
@@ -344,13 +343,12 @@ def install(app, settings: Settings, metrics) -> None:  # noqa: ANN001 - faust.A
         async for value in stream:
             a = orjson.loads(value)
             book.update(a["item_id"], a["annotator_id"], a["label"])
-            agreement = book.item_agreement(a["item_id"])
-            if (
-                len(book.items[a["item_id"]]) >= 2
-                and agreement < s.hitl_agreement_bar
-                and a["item_id"] not in queued_items
-            ):
-                queued_items.add(a["item_id"])
+            item = a["item_id"]
+            agreement = book.item_agreement(item)
+            if len(book.items[item]) >= 2 and agreement >= s.hitl_agreement_bar:
+                held.discard(item)  # resolved: back into snapshots
+            if len(book.items[item]) >= 2 and agreement < s.hitl_agreement_bar and item not in held:
+                held.add(item)
                 await relabel.send(
                     key=a["item_id"].encode(),
                     value=orjson.dumps(

@@ -83,6 +83,7 @@ class IngestLoop:
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
         self.drift = DriftWatch(settings, self.metrics) if settings.drift_enabled else None
         self.health = ProgressTracker(settings.stall_timeout_s)
+        self.held_items: set[str] = set()  # item ids below the annotation-agreement bar
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
 
@@ -202,6 +203,7 @@ class IngestLoop:
             self.settings.snapshot_dir,
             self.settings.snapshot_retention,
             self.settings.partitions,
+            frozenset(self.held_items),
         )
         if manifest is None:
             return None

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import orjson
 
 from sampler import LabelReservoirs, balance_ratio
@@ -57,6 +58,7 @@ class SnapshotManifest:
     counters: dict[str, int]
     sampler: dict
     stability_vs_parent: float | None = None  # Jaccard of (label, id) rows with the parent
+    held_for_relabel: int = 0  # retained rows left out until their labels are resolved
 
     @classmethod
     def read(cls, path: Path) -> SnapshotManifest:
@@ -94,7 +96,11 @@ def read_shards(shard_dir: Path) -> list[Shard]:
 
 
 def build_snapshot(
-    shard_dir: Path, store: Path, retention: int = 10, partitions: int | None = None
+    shard_dir: Path,
+    store: Path,
+    retention: int = 10,
+    partitions: int | None = None,
+    exclude_ids: frozenset[str] = frozenset(),
 ) -> SnapshotManifest | None:
     """Merge all shards into a new snapshot version.
 
@@ -124,12 +130,16 @@ def build_snapshot(
     cols: dict[str, list] = {
         k: [] for k in ("label", "labels", "ts", "features", "payload", "id", "partition", "offset")
     }
-    for lid, key in zip(it.labels.tolist(), it.keys.tolist(), strict=True):
+    keep = np.ones(it.labels.shape[0], dtype=bool)
+    for row, (lid, key) in enumerate(zip(it.labels.tolist(), it.keys.tolist(), strict=True)):
         rec = records.get(payload_key(names[lid], key))
         if rec is None:
             raise StateError(f"snapshot: no payload record for label {names[lid]!r} key {key}")
         head, _, payload = rec.partition(b"\n")
         h = orjson.loads(head)
+        if h["id"] in exclude_ids:  # held for relabelling: out of snapshots until resolved
+            keep[row] = False
+            continue
         cols["label"].append(names[lid])
         cols["labels"].append(h["labels"])
         cols["ts"].append(h["ts"])
@@ -146,8 +156,8 @@ def build_snapshot(
             **{k: cols[k] for k in ("payload", "id")},
             "partition": pa.array(cols["partition"], pa.int32()),
             "offset": pa.array(cols["offset"], pa.int64()),
-            "inclusion": it.inclusion,
-            "ht_weight": it.ht_weights,
+            "inclusion": it.inclusion[keep],
+            "ht_weight": it.ht_weights[keep],
         }
     )
     buf = io.BytesIO()
@@ -167,7 +177,9 @@ def build_snapshot(
         a = set(zip(old.column("label").to_pylist(), old.column("id").to_pylist(), strict=True))
         b = set(zip(cols["label"], cols["id"], strict=True))
         stability = len(a & b) / max(1, len(a | b))
-    retained = merged.retained_counts()
+    retained = {n: 0 for n in merged.labels}
+    for lab in cols["label"]:
+        retained[lab] += 1
     manifest = SnapshotManifest(
         version=version,
         parent=parent,
@@ -179,6 +191,7 @@ def build_snapshot(
         source_offsets=offsets,
         counters=counters,
         stability_vs_parent=stability,
+        held_for_relabel=int((~keep).sum()),
         sampler={
             "mode": merged.mode,
             "half_life": merged.half_life,

@@ -177,7 +177,7 @@ def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
     assert payload["source"] == "feedback" and payload["predicted"] == pred["label"]
 
 
-def test_low_agreement_items_are_queued_for_relabelling(hitl_worker, deployment) -> None:
+def test_low_agreement_items_are_queued_and_kept_out_of_snapshots(hitl_worker, deployment) -> None:
     w, topics = hitl_worker
     for ann, lab in (("a1", "cat"), ("a2", "dog")):
         assert (
@@ -195,6 +195,43 @@ def test_low_agreement_items_are_queued_for_relabelling(hitl_worker, deployment)
     ]
     assert [m["item_id"] for m in msgs] == ["item-1"]
     assert msgs[0]["agreement"] == 0.0 and msgs[0]["reason"] == "low agreement"
+    w.wait_until(lambda s: s["held_for_relabel"] == ["item-1"], 30, "item-1 held")
+
+    # the items are events of the stream too; item-1 stays out of snapshots while held
+    from confluent_kafka import Producer
+
+    prod = Producer(
+        {"bootstrap.servers": deployment.broker.bootstrap, "partitioner": "murmur2_random"}
+    )
+    for item in ("item-1", "item-2"):
+        ev = {"id": item, "ts": time.time(), "label": "cat", "features": [1, 2, 3, 4]}
+        prod.produce(deployment.events, json.dumps(ev).encode(), key=item.encode())
+    prod.flush(10)
+    w.wait_until(
+        lambda s: sum(p["accepted"] for p in s["partitions"].values()) == 2, 60, "the two events"
+    )
+    store = deployment.root / "snap-g"
+
+    def snapshot_rows() -> tuple[SnapshotManifest, list[str]]:
+        import pyarrow.parquet as pq
+
+        before = len(w.status()["snapshots"])
+        w.request_snapshot()
+        st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "a snapshot")
+        m = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
+        return m, pq.read_table(store / m.version / "data.parquet").column("id").to_pylist()
+
+    m, ids = snapshot_rows()
+    assert ids == ["item-2"] and m.held_for_relabel == 1 and m.retained == {"cat": 1}
+    # three more annotators agree: agreement 0.6 reaches the bar, the item is released
+    for ann in ("a3", "a4", "a5"):
+        assert (
+            _call(w, "/annotations", {"item_id": "item-1", "annotator_id": ann, "label": "cat"})[0]
+            == 202
+        )
+    w.wait_until(lambda s: s["held_for_relabel"] == [], 30, "item-1 released")
+    m, ids = snapshot_rows()
+    assert sorted(ids) == ["item-1", "item-2"] and m.held_for_relabel == 0
 
 
 def test_rate_limit(hitl_worker) -> None:
