@@ -79,6 +79,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
             s.feedback_topic: s.hitl_partitions,
             s.annotations_topic: s.hitl_partitions,
             s.relabel_topic: 1,
+            s.spot_check_topic: 1,
         },
     )
     app = create_app(s, bootstrap, web_port=a.web_port)

@@ -235,6 +235,8 @@ class IngestLoop:
             ),
             key=manifest.version.encode(),
         )
+        if self.settings.hitl_token and self.settings.hitl_spot_check_fraction > 0:
+            self._publish_spot_check(manifest.version)
         self._producer.flush(30)
         self.stats.snapshots.append(manifest.version)
         if self.drift is not None:
@@ -255,6 +257,28 @@ class IngestLoop:
             manifest.balance_ratio,
         )
         return manifest.version
+
+    def _publish_spot_check(self, version: str) -> None:
+        """Publish a stratified review sample of the new snapshot on the spot-check topic."""
+        import orjson
+        import pyarrow.parquet as pq
+
+        from .snapshot import spot_check_rows
+
+        t = pq.read_table(
+            self.settings.snapshot_dir / version / "data.parquet",
+            columns=["label", "id", "features", "payload"],
+        ).to_pylist()
+        rows = spot_check_rows(
+            [r["label"] for r in t], [r["id"] for r in t], self.settings.hitl_spot_check_fraction
+        )
+        for i in rows:
+            self._producer.produce(
+                self.settings.spot_check_topic,
+                orjson.dumps({"snapshot": version, **t[i]}),
+                key=t[i]["id"].encode(),
+            )
+        self.metrics.spot_checks.inc(len(rows))
 
     # ------------------------------------------------------------ loop
     def run(self) -> None:

@@ -190,6 +190,9 @@ class WorkerMetrics:
         self.relabel_queued = Counter(
             "strata_relabel_queued", "Items sent to the relabel topic", ["reason"], registry=r
         )
+        self.spot_checks = Counter(
+            "strata_spot_check_published", "Snapshot rows published for review", registry=r
+        )
         self.annotation_kappa = Gauge(
             "strata_annotation_kappa",
             "Annotator agreement per label (Cohen's or Fleiss' kappa)",

@@ -77,6 +77,8 @@ class Settings:
     feedback_topic: str = "feedback"
     annotations_topic: str = "annotations"
     relabel_topic: str = "relabel"
+    spot_check_topic: str = "spot-check"
+    hitl_spot_check_fraction: float = 0.05  # per label, of each snapshot's rows
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)

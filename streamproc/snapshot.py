@@ -212,6 +212,24 @@ def build_snapshot(
     return manifest
 
 
+def spot_check_rows(labels: list[str], ids: list[str], fraction: float) -> list[int]:
+    """A stratified review sample of snapshot rows: per label, the rows whose id hashes
+    under ``fraction`` (deterministic, so a row stays in or out across versions), and at
+    least one row of every label."""
+    cut = int(fraction * 10_000)
+    picked: list[int] = []
+    best: dict[str, tuple[int, int]] = {}
+    for i, (lab, eid) in enumerate(zip(labels, ids, strict=True)):
+        h = int.from_bytes(hashlib.blake2b(eid.encode(), digest_size=8).digest(), "little")
+        if h % 10_000 < cut:
+            picked.append(i)
+        if lab not in best or h < best[lab][0]:
+            best[lab] = (h, i)
+    have = {labels[i] for i in picked}
+    picked += [i for lab, (_, i) in best.items() if lab not in have]
+    return sorted(picked)
+
+
 def latest_version(store: Path) -> str | None:
     p = store / "LATEST"
     return p.read_text().strip() if p.exists() else None

@@ -50,6 +50,7 @@ def hitl_worker(deployment, tmp_path: Path):
         "feedback": f"{n}-fb",
         "annotations": f"{n}-ann",
         "relabel": f"{n}-relabel",
+        "spot": f"{n}-spot",
     }
     deployment.broker.create_topics(
         {
@@ -57,6 +58,7 @@ def hitl_worker(deployment, tmp_path: Path):
             topics["feedback"]: 4,
             topics["annotations"]: 4,
             topics["relabel"]: 1,
+            topics["spot"]: 1,
         }
     )
     w = deployment.worker(
@@ -70,6 +72,7 @@ def hitl_worker(deployment, tmp_path: Path):
         STRATA_FEEDBACK_TOPIC=topics["feedback"],
         STRATA_ANNOTATIONS_TOPIC=topics["annotations"],
         STRATA_RELABEL_TOPIC=topics["relabel"],
+        STRATA_SPOT_CHECK_TOPIC=topics["spot"],
     )
     w.wait_ready(90)
     return w, topics
@@ -175,6 +178,12 @@ def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
     assert rows[0]["id"] == "ev-7" and rows[0]["label"] == corrected
     payload = json.loads(rows[0]["payload"])
     assert payload["source"] == "feedback" and payload["predicted"] == pred["label"]
+    # each snapshot publishes a stratified review sample: here its one row
+    spot = [
+        json.loads(m.value())
+        for m in read_topic(deployment.broker.bootstrap, topics["spot"], expect=1, timeout=30)
+    ]
+    assert [(x["snapshot"], x["id"], x["label"]) for x in spot] == [(m.version, "ev-7", corrected)]
 
 
 def test_low_agreement_items_are_queued_and_kept_out_of_snapshots(hitl_worker, deployment) -> None:

@@ -161,3 +161,21 @@ def test_a_correction_relabels_a_retained_event(tmp_path: Path) -> None:
     again = {**first, "ts": 4.0, "label": "third"}
     p.process([(3, orjson.dumps(again), 1e9)])
     assert key in r.retained_keys("third").tolist() and key in r.retained_keys("new").tolist()
+
+
+def test_spot_check_sample_is_stratified_and_stable() -> None:
+    from streamproc.snapshot import spot_check_rows
+
+    labels = ["a"] * 3_000 + ["b"] * 1_000 + ["rare"] * 3
+    ids = [f"e{i}" for i in range(len(labels))]
+    rows = spot_check_rows(labels, ids, 0.05)
+    picked = [labels[i] for i in rows]
+    # about 5% of each label (binomial, 4 sigma), and at least one row of every label
+    for lab, n in (("a", 3_000), ("b", 1_000)):
+        share = picked.count(lab) / n
+        assert abs(share - 0.05) < 4 * (0.05 * 0.95 / n) ** 0.5, (lab, share)
+    assert picked.count("rare") >= 1
+    # deterministic, and a row's membership does not depend on the other rows
+    assert spot_check_rows(labels, ids, 0.05) == rows
+    sub = spot_check_rows(labels[:3_000], ids[:3_000], 0.05)
+    assert sub == [i for i in rows if i < 3_000]
