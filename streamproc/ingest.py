@@ -211,15 +211,19 @@ class IngestLoop:
 
         path = str(self.settings.snapshot_dir / manifest.version)
         if self.settings.snapshot_url:
-            from .remote import publish
+            from .remote import RemoteStoreError, publish
 
-            publish(
-                self.settings.snapshot_url,
-                self.settings.snapshot_dir,
-                manifest.version,
-                self.settings.snapshot_retention,
-            )
-            path = f"{self.settings.snapshot_url.rstrip('/')}/{manifest.version}"
+            try:
+                publish(
+                    self.settings.snapshot_url,
+                    self.settings.snapshot_dir,
+                    manifest.version,
+                    self.settings.snapshot_retention,
+                )
+                path = f"{self.settings.snapshot_url.rstrip('/')}/{manifest.version}"
+            except RemoteStoreError as e:  # the local snapshot stands; the next one retries
+                log.error("snapshot %s kept locally only: %s", manifest.version, e)
+                self.metrics.remote_publish_failures.inc()
 
         self._producer.produce(
             self.settings.snapshots_topic,

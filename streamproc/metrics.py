@@ -77,6 +77,11 @@ class WorkerMetrics:
             "Jaccard overlap of retained items between the two latest snapshots",
             registry=r,
         )
+        self.remote_publish_failures = Counter(
+            "strata_snapshot_remote_publish_failures",
+            "Snapshots that could not be published to snapshot_url",
+            registry=r,
+        )
         self.snapshots = Counter("strata_snapshots", "Snapshots published", registry=r)
         self.snapshot_rows = Gauge(
             "strata_snapshot_rows", "Rows of the latest snapshot", registry=r

@@ -49,17 +49,3 @@ def publish(url: str, local_store: Path, version: str, retention: int) -> None:
                 fs.rm(f"{root}/{old}", recursive=True)
     except OSError as e:
         raise RemoteStoreError(f"snapshot_url {url!r}: publishing {version} failed: {e}") from e
-
-
-def read_bytes(url: str, relpath: str) -> bytes:
-    fs, root = _fs(url)
-    try:
-        return fs.cat_file(f"{root.rstrip('/')}/{relpath}")
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise RemoteStoreError(f"snapshot store {url!r}: reading {relpath} failed: {e}") from e
-
-
-def is_url(location: str | Path) -> bool:
-    return "://" in str(location)

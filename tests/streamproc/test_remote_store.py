@@ -68,3 +68,14 @@ def test_worker_publishes_to_the_configured_url(deployment, tmp_path: Path) -> N
     assert load_snapshot(url).n == sum(
         json.loads((remote / v / "manifest.json").read_text())["retained"].values()
     )
+
+
+def test_an_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
+    from streamproc.remote import RemoteStoreError
+
+    local = tmp_path / "snapshots"
+    v, _ = make_snapshot(tmp_path / "run", 500, 2, seed=0, store=local)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store should be")
+    with pytest.raises(RemoteStoreError, match=f"publishing {v} failed"):
+        publish(f"file://{blocker}/snaps", local, v, retention=2)
