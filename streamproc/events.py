@@ -92,6 +92,12 @@ class DecodedBatch:
         o = self.label_offsets
         return [self.label_vocab[x] for x in self.label_codes[o[i] : o[i + 1]].tolist()]
 
+    def labels_take(self, rows: list[int]) -> list[list[str]]:
+        """Labels of many rows at once."""
+        v, c, o = self.label_vocab, self.label_codes.tolist(), self.label_offsets
+        lo, hi = o[rows].tolist(), o[np.asarray(rows, dtype=np.int64) + 1].tolist()
+        return [[v[x] for x in c[a:b]] for a, b in zip(lo, hi, strict=True)]
+
     def primary_labels(self) -> list[str]:
         vocab = np.asarray(self.label_vocab, dtype=object)
         return vocab[self.label_codes[self.label_offsets[:-1]]].tolist() if len(self) else []

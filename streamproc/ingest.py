@@ -25,6 +25,7 @@ from pathlib import Path
 from .driftwatch import DriftWatch
 from .events import Reject
 from .health import ProgressTracker
+from .messages import by_partition
 from .metrics import WorkerMetrics, reason_category
 from .processor import PartitionProcessor
 from .settings import Settings
@@ -364,33 +365,31 @@ class IngestLoop:
         self._summary_at = time.monotonic()
 
     def _handle(self, msgs) -> None:
-        by_part: dict[int, list] = defaultdict(list)
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                log.warning("consumer error: %s", err)
-                continue
-            ts_type, ts_ms = m.timestamp()
-            by_part[m.partition()].append((m.offset(), m.value(), ts_ms / 1e3 if ts_type else None))
+        if msgs and any(m.error() is not None for m in msgs):
+            for m in msgs:
+                if m.error() is not None:
+                    log.warning("consumer error: %s", m.error())
+            msgs = [m for m in msgs if m.error() is None]
         now = time.time()
-        for part, batch in by_part.items():
+        for part, raw in by_partition(msgs).items():
             proc = self.processors.get(part)
             if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
                 continue
             t = time.perf_counter()
             accepted = proc.counters["accepted"]
-            rejects = proc.process(batch)
+            rejects = proc.process(raw)
             self.metrics.batch_seconds.observe(time.perf_counter() - t)
-            label = str(part)
-            self.metrics.consumed.labels(label).inc(len(batch))
+            label, n = str(part), len(raw)
+            self.metrics.consumed.labels(label).inc(n)
             self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
-            if batch[-1][2] is not None:
-                self.metrics.latency.observe(max(0.0, now - batch[-1][2]))
+            last_ts = raw.timestamp(n - 1)
+            if last_ts is not None:
+                self.metrics.latency.observe(max(0.0, now - last_ts))
             if proc.since_checkpoint:
                 self.health.processed(part, now)
             if self.drift is not None:
                 self.drift.feed(proc.last_batch)
-            self.stats.consumed += len(batch)
+            self.stats.consumed += n
             if rejects:
                 self.stats.rejected += len(rejects)
                 self._dead_letter(rejects)

@@ -18,13 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
 
+from .columns import take
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
-from .state import Checkpoint, PartitionStore, payload_key
+from .messages import RawMessages
+from .records import encode_records, payload_keys
+from .state import Checkpoint, PartitionStore
 
 
 @dataclass(frozen=True)
@@ -67,26 +69,36 @@ class PartitionProcessor:
                 )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
-        self._puts: dict[bytes, bytes] = {}
-        self._deletes: set[bytes] = set()
+        # changes since the checkpoint, keyed by (label id, event key)
+        self._pending: dict[tuple[int, int], tuple[int, int]] = {}  # -> (batch, row)
+        self._deletes: set[tuple[int, int]] = set()
+        self._batches: list[DecodedBatch] = []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.last_batch: DecodedBatch | None = None
 
-    def process(self, messages: list[tuple[int, bytes | None, float | None]]) -> list[Reject]:
-        """Apply messages (offset, value, message ts); offsets below the checkpoint are skipped."""
+    def process(
+        self, messages: RawMessages | list[tuple[int, bytes | None, float | None]]
+    ) -> list[Reject]:
+        """Apply messages (columns, or (offset, value, message ts) triples); offsets below
+        the checkpoint are skipped."""
         self.last_batch = None
-        fresh = [m for m in messages if m[0] >= self.next_offset]
-        if not fresh:
+        raw = messages if isinstance(messages, RawMessages) else RawMessages.from_tuples(messages)
+        if len(raw) == 0:
             return []
-        batch = decode_batch(self.topic, self.partition, fresh, self.limits, self.scrub)
+        fresh = raw.offsets >= self.next_offset
+        if not fresh.all():
+            if not fresh.any():
+                return []
+            raw = raw.select(fresh)
+        batch = decode_batch(self.topic, self.partition, raw, self.limits, self.scrub)
         self._apply(batch)
         self.last_batch = batch
-        self.next_offset = max(m[0] for m in fresh) + 1
-        self.counters["events"] += len(fresh)
+        self.next_offset = int(raw.offsets.max()) + 1
+        self.counters["events"] += len(raw)
         self.counters["accepted"] += len(batch)
         self.counters["rejected"] += len(batch.rejects)
-        self.since_checkpoint += len(fresh)
+        self.since_checkpoint += len(raw)
         return batch.rejects
 
     def _apply(self, b: DecodedBatch) -> None:
@@ -100,35 +112,56 @@ class PartitionProcessor:
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
         self._evict(out)
-        names = self.reservoirs.names
-        for r in out.admitted.tolist():
-            i = int(ev[r])
-            pk = payload_key(names[int(rows.labels[r])], int(b.keys[i]))
-            self._deletes.discard(pk)
-            self._puts[pk] = (
-                orjson.dumps(
-                    {
-                        "id": b.ids[i],
-                        "ts": float(b.ts[i]),
-                        "labels": b.labels_of(i),
-                        "features": b.features[i].tolist(),
-                        "offset": int(b.offsets[i]),
-                        "partition": self.partition,
-                    }
-                )
-                + b"\n"
-                + bytes(b.payloads[i])
-            )
+        if out.admitted.size:
+            # Records are written at the checkpoint, for the admitted events still retained
+            # then: until then an admission is a (label id, key) -> (batch, row) entry.
+            r = out.admitted
+            at = len(self._batches)
+            self._batches.append(b)
+            discard = self._deletes.discard
+            for item, i in zip(
+                zip(rows.labels[r].tolist(), b.keys[ev[r]].tolist(), strict=True),
+                ev[r].tolist(),
+                strict=True,
+            ):
+                discard(item)
+                self._pending[item] = (at, i)
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
             r = np.flatnonzero(b.relabel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
 
     def _evict(self, out) -> None:
+        pop, add = self._pending.pop, self._deletes.add
+        for item in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
+            if pop(item, None) is None:
+                add(item)
+
+    def _records(self) -> dict[bytes, bytes]:
+        """Payload records of the pending admissions, built in bulk batch by batch."""
         names = self.reservoirs.names
-        for lid, key in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
-            pk = payload_key(names[lid], key)
-            if self._puts.pop(pk, None) is None:
-                self._deletes.add(pk)
+        by_batch: dict[int, list] = {}
+        for item, (at, i) in self._pending.items():
+            by_batch.setdefault(at, []).append((item, i))
+        puts: dict[bytes, bytes] = {}
+        for at, entries in by_batch.items():
+            b = self._batches[at]
+            idx = [i for _, i in entries]
+            recs = encode_records(
+                b.ts[idx],
+                b.offsets[idx],
+                self.partition,
+                b.features[idx],
+                b.labels_take(idx),
+                take(b.ids, idx),
+                [bytes(p) for p in take(b.payloads, idx)],
+            )
+            keys = payload_keys(
+                names,
+                np.array([lid for (lid, _), _ in entries], dtype=np.int64),
+                np.array([key for (_, key), _ in entries], dtype=np.uint64),
+            )
+            puts.update(zip(keys, recs, strict=True))
+        return puts
 
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may
@@ -140,8 +173,15 @@ class PartitionProcessor:
 
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))
-        self.store.write_checkpoint(ckpt, self._puts, self._deletes)
-        self._puts, self._deletes = {}, set()
+        deletes = set(
+            payload_keys(
+                self.reservoirs.names,
+                np.array([lid for lid, _ in self._deletes], dtype=np.int64),
+                np.array([key for _, key in self._deletes], dtype=np.uint64),
+            )
+        )
+        self.store.write_checkpoint(ckpt, self._records(), deletes)
+        self._pending, self._deletes, self._batches = {}, set(), []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return ckpt

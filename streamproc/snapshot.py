@@ -34,7 +34,7 @@ import orjson
 from sampler import LabelReservoirs, balance_ratio
 from sampler.errors import StateError
 
-from .state import payload_key
+from .records import decode_record, payload_key
 
 
 class Shard(msgspec.Struct):
@@ -135,8 +135,7 @@ def build_snapshot(
         rec = records.get(payload_key(names[lid], key))
         if rec is None:
             raise StateError(f"snapshot: no payload record for label {names[lid]!r} key {key}")
-        head, _, payload = rec.partition(b"\n")
-        h = orjson.loads(head)
+        h = decode_record(rec)
         if h["id"] in exclude_ids:  # held for relabelling: out of snapshots until resolved
             keep[row] = False
             continue
@@ -144,7 +143,7 @@ def build_snapshot(
         cols["labels"].append(h["labels"])
         cols["ts"].append(h["ts"])
         cols["features"].append(h["features"])
-        cols["payload"].append(payload.decode())
+        cols["payload"].append(h["payload"].decode())
         cols["id"].append(h["id"])
         cols["partition"].append(h["partition"])
         cols["offset"].append(h["offset"])

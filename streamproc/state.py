@@ -23,10 +23,6 @@ _META_OFFSET = b"m:next_offset"
 _META_COUNTERS = b"m:counters"
 
 
-def payload_key(label: str, key: int) -> bytes:
-    return b"p:" + label.encode() + b"\0" + struct.pack(">Q", key)
-
-
 @dataclass
 class Checkpoint:
     reservoirs: bytes

@@ -1,0 +1,95 @@
+"""Per-event text columns read lazily from the consumed batch's buffer.
+
+Only a few events of a batch are admitted to a reservoir; their ids and payloads are the
+only ones turned into Python objects. A row without a span in the buffer (decoded by the
+reference decoder, or scrubbed) takes its value from ``overrides``.
+
+>>> buf = b'{"id":"e1","payload":[1]}'
+>>> ids = IdColumn(buf, np.array([7, -1]), np.array([9, -1]), {}, "events/0/", np.array([3, 4]))
+>>> list(ids)
+['e1', 'events/0/4']
+>>> list(PayloadColumn(buf, np.array([21, -1]), np.array([24, -1]), {}))
+[b'[1]', b'null']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class _SpanColumn(Sequence):
+    def __init__(
+        self, buf: bytes, starts: np.ndarray, ends: np.ndarray, overrides: dict[int, object]
+    ) -> None:
+        self.buf, self.starts, self.ends, self.overrides = buf, starts, ends, overrides
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def _missing(self, i: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decode(self, raw: bytes):
+        return raw
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        if i in self.overrides:
+            return self.overrides[i]
+        s = int(self.starts[i])
+        if s < 0:
+            return self._missing(i)
+        return self._decode(self.buf[s : int(self.ends[i])])
+
+    def __eq__(self, other: object) -> bool:  # compares as the list of its values
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+    def take(self, rows: list[int]) -> list:
+        """Values of many rows at once."""
+        buf, over, dec, miss = self.buf, self.overrides, self._decode, self._missing
+        starts, ends = self.starts[rows].tolist(), self.ends[rows].tolist()
+        return [
+            over[i] if i in over else (dec(buf[s:e]) if s >= 0 else miss(i))
+            for i, s, e in zip(rows, starts, ends, strict=True)
+        ]
+
+
+def take(column, rows: list[int]) -> list:
+    """``[column[i] for i in rows]``, in bulk where the column supports it."""
+    return column.take(rows) if hasattr(column, "take") else [column[i] for i in rows]
+
+
+class PayloadColumn(_SpanColumn):
+    """Raw JSON payload bytes per event (``b"null"`` when absent)."""
+
+    def _missing(self, i: int) -> bytes:
+        return b"null"
+
+
+class IdColumn(_SpanColumn):
+    """Event id per event: explicit, or ``{topic}/{partition}/{offset}``."""
+
+    def __init__(self, buf, starts, ends, overrides, prefix: str, offsets: np.ndarray) -> None:
+        super().__init__(buf, starts, ends, overrides)
+        self.prefix, self.offsets = prefix, offsets
+
+    def _missing(self, i: int) -> str:
+        return f"{self.prefix}{int(self.offsets[i])}"
+
+    def _decode(self, raw: bytes) -> str:
+        return raw.decode("ascii")  # the fast path takes only printable ASCII ids

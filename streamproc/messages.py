@@ -1,0 +1,92 @@
+"""Consumed Kafka messages as columns: offsets, message timestamps and one shared buffer
+of values, so the decoder works on arrays instead of one Python tuple per message.
+
+>>> raw = RawMessages.from_tuples([(7, b'{"a":1}', 1.5), (8, None, None)])
+>>> raw.value(0), raw.value(1), raw.offsets.tolist()
+(b'{"a":1}', None, [7, 8])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RawMessages:
+    """Messages of one partition: ``buf[starts[i]:ends[i]]`` is message i's value."""
+
+    offsets: np.ndarray  # int64
+    msg_ts: np.ndarray  # float64 seconds; NaN when the message carries no timestamp
+    buf: bytes
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64
+    tomb: np.ndarray  # bool: the value is null (a tombstone)
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    @property
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.buf, dtype=np.uint8) if self.buf else np.zeros(1, np.uint8)
+
+    def value(self, i: int) -> bytes | None:
+        if self.tomb[i]:
+            return None
+        return self.buf[int(self.starts[i]) : int(self.ends[i])]
+
+    def timestamp(self, i: int) -> float | None:
+        t = float(self.msg_ts[i])
+        return None if t != t else t
+
+    def select(self, idx: np.ndarray) -> RawMessages:
+        """The messages at ``idx`` (indexes or a boolean mask); the buffer is shared."""
+        return RawMessages(
+            self.offsets[idx],
+            self.msg_ts[idx],
+            self.buf,
+            self.starts[idx],
+            self.ends[idx],
+            self.tomb[idx],
+        )
+
+    @classmethod
+    def from_values(
+        cls, offsets: list[int], values: list[bytes | None], msg_ts: np.ndarray
+    ) -> RawMessages:
+        n = len(values)
+        tomb = np.zeros(n, dtype=bool)
+        if None in values:
+            tomb = np.fromiter((v is None for v in values), dtype=bool, count=n)
+            values = [b"" if v is None else v for v in values]
+        lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        ends = np.cumsum(lens)
+        return cls(
+            np.array(offsets, dtype=np.int64),
+            msg_ts,
+            b"".join(values),
+            ends - lens,
+            ends,
+            tomb,
+        )
+
+    @classmethod
+    def from_tuples(cls, msgs: list[tuple[int, bytes | None, float | None]]) -> RawMessages:
+        """From (offset, value, message timestamp in seconds or None) triples."""
+        ts = np.array([np.nan if t is None else t for _, _, t in msgs], dtype=np.float64)
+        return cls.from_values([o for o, _, _ in msgs], [v for _, v, _ in msgs], ts)
+
+
+def by_partition(msgs: list) -> dict[int, RawMessages]:
+    """Group confluent-kafka messages (errors already removed) by partition."""
+    if not msgs:
+        return {}
+    parts = np.array([m.partition() for m in msgs], dtype=np.int32)
+    stamps = np.array([m.timestamp() for m in msgs], dtype=np.float64).reshape(-1, 2)
+    msg_ts = np.where(stamps[:, 0] != 0, stamps[:, 1] / 1e3, np.nan)
+    raw = RawMessages.from_values([m.offset() for m in msgs], [m.value() for m in msgs], msg_ts)
+    first, last = int(parts.min()), int(parts.max())
+    if first == last:
+        return {first: raw}
+    return {int(p): raw.select(np.flatnonzero(parts == p)) for p in np.unique(parts)}
