@@ -8,8 +8,11 @@ reference decoder, or scrubbed) takes its value from ``overrides``.
 >>> ids = IdColumn(buf, np.array([7, -1]), np.array([9, -1]), {}, "events/0/", np.array([3, 4]))
 >>> list(ids)
 ['e1', 'events/0/4']
->>> list(PayloadColumn(buf, np.array([21, -1]), np.array([24, -1]), {}))
+>>> pay = PayloadColumn(buf, np.array([21, -1]), np.array([24, -1]), {})
+>>> list(pay)
 [b'[1]', b'null']
+>>> ChainColumn([ids, ["x"]]).take([2, 0])
+['x', 'e1']
 """
 
 from __future__ import annotations
@@ -92,4 +95,44 @@ class IdColumn(_SpanColumn):
         return f"{self.prefix}{int(self.offsets[i])}"
 
     def _decode(self, raw: bytes) -> str:
-        return raw.decode("ascii")  # the fast path takes only printable ASCII ids
+        return raw.decode()  # UTF-8, checked when the batch was decoded
+
+
+class ChainColumn(Sequence):
+    """Several columns read as one (the parts of a batch: JSON messages, frames)."""
+
+    def __init__(self, parts: list[Sequence]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.bounds = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        k = int(np.searchsorted(self.bounds, i, side="right")) - 1
+        return self.parts[k][i - int(self.bounds[k])]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def take(self, rows: list[int]) -> list:
+        r = np.asarray(rows, dtype=np.int64)
+        part = np.searchsorted(self.bounds, r, side="right") - 1
+        out: list = [None] * len(rows)
+        for k in np.unique(part).tolist():
+            at = np.flatnonzero(part == k)
+            vals = take(self.parts[k], (r[at] - int(self.bounds[k])).tolist())
+            for j, v in zip(at.tolist(), vals, strict=True):
+                out[j] = v
+        return out

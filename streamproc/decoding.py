@@ -39,14 +39,13 @@ from .eventscan import (
     SLOW,
     TOMBSTONE,
     gather_numbers,
-    hash_spans,
     label_codes,
     out_width,
     scan_events,
 )
 from .frames import decode_frame
 from .jsonscan import exact_values
-from .keys import event_keys
+from .keys import event_keys, span_keys
 from .messages import RawMessages
 
 _one = msgspec.json.Decoder(RawEvent)
@@ -204,9 +203,7 @@ def _assemble(topic, partition, raw, rows, ts, feats, codes, lab_n, vocab, id_s,
     fast_id = id_s[rows] >= 0
     if fast_id.any():
         sel = np.flatnonzero(fast_id)
-        out = np.empty(sel.shape[0], np.uint64)
-        hash_spans(raw.array, id_s, id_e, rows[sel], out)
-        keys[sel] = out
+        keys[sel] = span_keys(raw.array, id_s, id_e, rows[sel])
     if not fast_id.all():
         sel = np.flatnonzero(~fast_id)
         keys[sel] = event_keys(

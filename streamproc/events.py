@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from .columns import ChainColumn
 from .keys import event_keys
 
 MAX_LABEL_CHARS = 128
@@ -147,8 +148,8 @@ class DecodedBatch:
             np.concatenate(codes),
             np.concatenate(offsets),
             np.concatenate([p.features for p in parts]),
-            [x for p in parts for x in p.payloads],
-            [x for p in parts for x in p.ids],
+            ChainColumn([p.payloads for p in parts]),
+            ChainColumn([p.ids for p in parts]),
             relabel=relabel,
         )
 

@@ -3,7 +3,7 @@
 :func:`scan_events` fills per-message columns and a status (``OK``, ``SLOW``, ``FRAME``,
 ``OVERSIZED``, ``TOMBSTONE``); :func:`label_codes` turns label byte spans into codes of a
 batch vocabulary; :func:`gather_numbers` writes the numbers left to msgspec (``HARD``)
-as one JSON array; :func:`hash_spans` computes event keys straight from id bytes.
+as one JSON array.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 from numba.typed import Dict
-
-from sampler.hashing import mix64
 
 from .jsonscan import (
     _FNV_OFFSET,
@@ -313,14 +311,3 @@ def gather_numbers(buf, hard_s, hard_e, n, out):
             p += 1
     out[p] = 93
     return p + 1
-
-
-@njit(cache=True, nogil=True)
-def hash_spans(buf, starts, ends, rows, out):
-    """Event keys of ids given as byte spans (the same hash as :mod:`streamproc.keys`)."""
-    for t in range(rows.shape[0]):
-        i = rows[t]
-        h = _FNV_OFFSET
-        for j in range(starts[i], ends[i]):
-            h = (h ^ np.uint64(buf[j])) * _FNV_PRIME
-        out[t] = mix64(h ^ np.uint64(ends[i] - starts[i]))

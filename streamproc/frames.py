@@ -9,13 +9,17 @@ A frame is ``b"\\x00SSF1"`` followed by a msgpack map of columns, n rows:
 ``label_vocab``     the distinct label names of the frame
 ``label_codes``     int32: indexes into ``label_vocab``, flat over the rows
 ``label_offsets``   optional int64, n + 1 (CSR) for multi-label rows; absent = 1 per row
-``ids``             optional event ids (else keys derive from topic/partition/offset/row)
+``id_bytes``        optional event ids, UTF-8, concatenated (else keys derive from
+                    topic/partition/offset/row) ...
+``id_offsets``      ... and their uint32 bounds, n + 1 (row i: ``id_bytes[o[i]:o[i+1]]``)
+``ids``             optional, older form of the ids: a list of strings
 ``payloads``        optional: one JSON array text with n elements
 ==================  ==================================================================
 
-Every check runs on whole columns (numpy masks, one msgspec call for all payloads), so a
-frame costs no per-row Python unless it has ids; a bad row is dead-lettered with its row
-index while the good rows are kept.
+Every check runs on whole columns (numpy masks, one msgspec call for all payloads, one
+UTF-8 check for all ids) and event keys are hashed from the id bytes in numba, so a frame
+costs no per-row Python; a bad row is dead-lettered with its row index while the good
+rows are kept.
 
 >>> import numpy as np
 >>> f = encode_frame([1.0, 2.0], ["a", ["b", "c"]], np.ones((2, 3)))
@@ -28,8 +32,9 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
+from .columns import IdColumn
 from .events import FEATURE_MAX, MAX_LABEL_CHARS, DecodedBatch, Limits, Reject
-from .keys import event_keys
+from .keys import coordinate_keys, span_keys
 
 FRAME_MAGIC = b"\x00SSF1"
 
@@ -43,6 +48,8 @@ class Frame(msgspec.Struct, forbid_unknown_fields=True):
     label_offsets: bytes | None = None
     ids: list[str] | None = None
     payloads: bytes | None = None
+    id_bytes: bytes | None = None
+    id_offsets: bytes | None = None
 
 
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
@@ -70,6 +77,13 @@ def encode_frame(ts, labels, features, ids=None, payloads=None) -> bytes:
         counts.append(len(row))
     multi = any(c != 1 for c in counts)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype("<i8") if multi else None
+    id_bytes = id_offsets = None
+    if ids is not None:
+        if len(ids) != n:
+            raise ValueError(f"ids: expected {n} rows, got {len(ids)}")
+        enc = [x.encode() for x in ids]
+        id_bytes = b"".join(enc)
+        id_offsets = np.concatenate([[0], np.cumsum([len(e) for e in enc])]).astype("<u4")
     frame = Frame(
         ts.tobytes(),
         feats.tobytes(),
@@ -77,8 +91,10 @@ def encode_frame(ts, labels, features, ids=None, payloads=None) -> bytes:
         list(vocab),
         np.asarray(codes, dtype="<i4").tobytes(),
         None if offsets is None else offsets.tobytes(),
-        ids,
+        None,
         None if payloads is None else msgspec.json.encode(list(payloads)),
+        id_bytes,
+        None if id_offsets is None else id_offsets.tobytes(),
     )
     return FRAME_MAGIC + msgspec.msgpack.encode(frame)
 
@@ -102,14 +118,46 @@ def _columns(fr: Frame, limits: Limits):
         raise ValueError(f"label_codes: {codes.shape[0]} codes for {offsets[-1]} labels")
     if codes.size and (codes.min() < 0 or codes.max() >= len(fr.label_vocab)):
         raise ValueError("label_codes: code outside label_vocab")
-    if fr.ids is not None and len(fr.ids) != n:
-        raise ValueError(f"ids: {len(fr.ids)} entries for {n} rows")
     payloads = None
     if fr.payloads is not None:
         payloads = _raw_list.decode(fr.payloads)  # one call checks every payload's JSON
         if len(payloads) != n:
             raise ValueError(f"payloads: {len(payloads)} entries for {n} rows")
     return ts, feats.reshape(n, fr.dim), codes.astype(np.int32), offsets, payloads
+
+
+def _id_spans(fr: Frame, n: int):
+    """(UTF-8 id bytes, start per row, end per row) or None when the frame has no ids."""
+    if fr.ids is not None:
+        if fr.id_bytes is not None or fr.id_offsets is not None:
+            raise ValueError("ids: give either ids or id_bytes/id_offsets, not both")
+        if len(fr.ids) != n:
+            raise ValueError(f"ids: {len(fr.ids)} entries for {n} rows")
+        enc = [x.encode() for x in fr.ids]
+        bounds = np.concatenate([[0], np.cumsum([len(e) for e in enc])]).astype(np.int64)
+        return b"".join(enc), bounds[:-1], bounds[1:]
+    if fr.id_bytes is None and fr.id_offsets is None:
+        return None
+    if fr.id_bytes is None or fr.id_offsets is None:
+        raise ValueError("id_bytes/id_offsets: give both")
+    bounds = np.frombuffer(fr.id_offsets, dtype="<u4").astype(np.int64)
+    if (
+        bounds.shape[0] != n + 1
+        or bounds[0] != 0
+        or bounds[-1] != len(fr.id_bytes)
+        or (np.diff(bounds) < 0).any()
+    ):
+        raise ValueError(f"id_offsets: not n + 1 = {n + 1} non-decreasing bounds of id_bytes")
+    try:
+        fr.id_bytes.decode()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"id_bytes: not UTF-8 ({e.reason} at byte {e.start})") from None
+    raw = np.frombuffer(fr.id_bytes, dtype=np.uint8)
+    starts, ends = bounds[:-1], bounds[1:]
+    inner = starts[(starts < ends)]
+    if inner.size and ((raw[inner] & 0xC0) == 0x80).any():
+        raise ValueError("id_offsets: a bound splits a UTF-8 character")
+    return fr.id_bytes, starts, ends
 
 
 def decode_frame(
@@ -125,6 +173,7 @@ def decode_frame(
     try:
         fr = _frame_decoder.decode(value[len(FRAME_MAGIC) :])
         ts, feats, codes, loffs, payloads = _columns(fr, limits)
+        id_spans = _id_spans(fr, ts.shape[0])
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         rejects.append(Reject(partition, offset, f"frame: {e}", value[:4096]))
         return DecodedBatch.empty(partition, limits.feature_dim)
@@ -168,19 +217,21 @@ def decode_frame(
         rejects.append(Reject(partition, offset, f"frame row {i}: {reasons[i]}", row))
         keep[i] = False
     idx = np.flatnonzero(keep)
-    ids = [fr.ids[i] for i in idx.tolist()] if fr.ids is not None else [None] * idx.shape[0]
-    keys = event_keys(topic, partition, np.full(idx.shape[0], offset), ids, idx)
+    base = f"{topic}/{partition}/{offset}#"
+    if id_spans is None:
+        keys = coordinate_keys(topic, partition, np.full(idx.shape[0], offset), idx)
+        none = np.full(idx.shape[0], -1, dtype=np.int64)
+        ids = IdColumn(b"", none, none, {}, base, idx)
+    else:
+        id_buf, starts, ends = id_spans
+        arr = np.frombuffer(id_buf, dtype=np.uint8) if id_buf else np.zeros(1, np.uint8)
+        keys = span_keys(arr, starts, ends, idx)
+        ids = IdColumn(id_buf, starts[idx], ends[idx], {}, base, idx)
     if reasons:  # re-pack the label CSR for the kept rows
         counts = per_row[idx]
-        sel = (
-            np.concatenate([np.arange(loffs[i], loffs[i + 1]) for i in idx.tolist()])
-            if idx.size
-            else np.zeros(0, np.int64)
-        )
-        codes = codes[sel]
+        codes = codes[keep[row_of_code]]
         loffs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         payloads = [payloads[i] for i in idx.tolist()]
-    base = f"{topic}/{partition}/{offset}#"
     return DecodedBatch(
         partition,
         np.full(idx.shape[0], offset, dtype=np.int64),
@@ -191,5 +242,5 @@ def decode_frame(
         loffs,
         feats[idx].astype(np.float32),
         payloads,
-        ids if fr.ids is not None else [base + str(i) for i in idx.tolist()],
+        ids,
     )

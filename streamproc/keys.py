@@ -47,6 +47,38 @@ def _hash_coords(base, offsets, rows, out, mask):
         out[i] = h
 
 
+@njit(cache=True, nogil=True)
+def _hash_spans(buf, starts, ends, rows, out):
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        h = _FNV_OFFSET
+        for j in range(starts[i], ends[i]):
+            h = (h ^ np.uint64(buf[j])) * _FNV_PRIME
+        out[t] = mix64(h ^ np.uint64(ends[i] - starts[i]))
+
+
+def span_keys(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """Keys of the events ``rows`` whose ids are the UTF-8 bytes ``buf[starts[r]:ends[r]]``
+    (the same keys as :func:`event_keys` gives for those ids as strings)."""
+    out = np.empty(rows.shape[0], dtype=np.uint64)
+    _hash_spans(buf, starts, ends, np.asarray(rows, dtype=np.int64), out)
+    return out
+
+
+def coordinate_keys(
+    topic: str, partition: int, offsets: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Keys of events without ids, from their coordinates (as :func:`event_keys`)."""
+    n = offsets.shape[0]
+    out = np.zeros(n, dtype=np.uint64)
+    base = np.uint64((zlib.crc32(topic.encode()) << 32) ^ (partition << 16) ^ 0x5BD1E995)
+    r = np.full(n, -1, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    _hash_coords(base, np.asarray(offsets, dtype=np.int64), r, out, np.zeros(n, dtype=np.bool_))
+    return out
+
+
 def event_keys(
     topic: str,
     partition: int,
@@ -66,7 +98,7 @@ def event_keys(
         buf = np.frombuffer(b"".join(enc), dtype=np.uint8) if bounds[-1] else np.zeros(1, np.uint8)
         _hash_ids(buf, bounds, out, has_id)
     if not has_id.all():
-        base = np.uint64((zlib.crc32(topic.encode()) << 32) ^ (partition << 16) ^ 0x5BD1E995)
-        r = np.full(n, -1, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        _hash_coords(base, np.asarray(offsets, dtype=np.int64), r, out, has_id)
+        sel = np.flatnonzero(~has_id)
+        r = None if rows is None else np.asarray(rows, dtype=np.int64)[sel]
+        out[sel] = coordinate_keys(topic, partition, np.asarray(offsets)[sel], r)
     return out

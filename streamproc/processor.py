@@ -21,6 +21,7 @@ import numpy as np
 
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
 
+from .changes import Items, RetainedChanges
 from .columns import take
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
@@ -69,9 +70,8 @@ class PartitionProcessor:
                 )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
-        # changes since the checkpoint, keyed by (label id, event key)
-        self._pending: dict[tuple[int, int], tuple[int, int]] = {}  # -> (batch, row)
-        self._deletes: set[tuple[int, int]] = set()
+        # retained-set changes since the checkpoint; admitted rows point into _batches
+        self._changes = RetainedChanges()
         self._batches: list[DecodedBatch] = []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -98,7 +98,7 @@ class PartitionProcessor:
         self.counters["events"] += len(raw)
         self.counters["accepted"] += len(batch)
         self.counters["rejected"] += len(batch.rejects)
-        self.since_checkpoint += len(raw)
+        self.since_checkpoint += len(batch) + len(batch.rejects)  # events (frame rows too)
         return batch.rejects
 
     def _apply(self, b: DecodedBatch) -> None:
@@ -114,54 +114,40 @@ class PartitionProcessor:
         self._evict(out)
         if out.admitted.size:
             # Records are written at the checkpoint, for the admitted events still retained
-            # then: until then an admission is a (label id, key) -> (batch, row) entry.
+            # then: until then an admission is an entry in the change log.
             r = out.admitted
-            at = len(self._batches)
+            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._batches), ev[r])
             self._batches.append(b)
-            discard = self._deletes.discard
-            for item, i in zip(
-                zip(rows.labels[r].tolist(), b.keys[ev[r]].tolist(), strict=True),
-                ev[r].tolist(),
-                strict=True,
-            ):
-                discard(item)
-                self._pending[item] = (at, i)
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
             r = np.flatnonzero(b.relabel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
 
     def _evict(self, out) -> None:
-        pop, add = self._pending.pop, self._deletes.add
-        for item in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
-            if pop(item, None) is None:
-                add(item)
+        self._changes.evict(out.evicted_labels, out.evicted_keys)
 
-    def _records(self) -> dict[bytes, bytes]:
-        """Payload records of the pending admissions, built in bulk batch by batch."""
+    def _records(self, puts: Items) -> dict[bytes, bytes]:
+        """Payload records of the admitted items still retained, built batch by batch."""
         names = self.reservoirs.names
-        by_batch: dict[int, list] = {}
-        for item, (at, i) in self._pending.items():
-            by_batch.setdefault(at, []).append((item, i))
-        puts: dict[bytes, bytes] = {}
-        for at, entries in by_batch.items():
-            b = self._batches[at]
-            idx = [i for _, i in entries]
+        out: dict[bytes, bytes] = {}
+        order = np.argsort(puts.batches, kind="stable")
+        bounds = np.flatnonzero(np.diff(puts.batches[order])) + 1
+        for sel in np.split(order, bounds) if order.size else []:
+            b = self._batches[int(puts.batches[sel[0]])]
+            idx = puts.rows[sel]
+            rows = idx.tolist()
             recs = encode_records(
                 b.ts[idx],
                 b.offsets[idx],
                 self.partition,
                 b.features[idx],
-                b.labels_take(idx),
-                take(b.ids, idx),
-                [bytes(p) for p in take(b.payloads, idx)],
+                b.labels_take(rows),
+                take(b.ids, rows),
+                [bytes(p) for p in take(b.payloads, rows)],
             )
-            keys = payload_keys(
-                names,
-                np.array([lid for (lid, _), _ in entries], dtype=np.int64),
-                np.array([key for (_, key), _ in entries], dtype=np.uint64),
+            out.update(
+                zip(payload_keys(names, puts.labels[sel], puts.keys[sel]), recs, strict=True)
             )
-            puts.update(zip(keys, recs, strict=True))
-        return puts
+        return out
 
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may
@@ -173,15 +159,11 @@ class PartitionProcessor:
 
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))
-        deletes = set(
-            payload_keys(
-                self.reservoirs.names,
-                np.array([lid for lid, _ in self._deletes], dtype=np.int64),
-                np.array([key for _, key in self._deletes], dtype=np.uint64),
-            )
-        )
-        self.store.write_checkpoint(ckpt, self._records(), deletes)
-        self._pending, self._deletes, self._batches = {}, set(), []
+        puts, gone = self._changes.resolve()
+        deletes = set(payload_keys(self.reservoirs.names, gone.labels, gone.keys))
+        self.store.write_checkpoint(ckpt, self._records(puts), deletes)
+        self._changes.clear()
+        self._batches = []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return ckpt
