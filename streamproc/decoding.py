@@ -96,6 +96,7 @@ def decode_batch(
     nv = label_codes(buf, status, lab_s, lab_e, lab_n, codes, ex_s, ex_e)
     vocab = {raw.buf[ex_s[c] : ex_e[c]].decode("ascii"): c for c in range(nv)}
 
+    reference = int((status == SLOW).sum())
     rejects: list[Reject] = []
     frames: list[DecodedBatch] = []
     ids: dict[int, str | None] = {}
@@ -133,6 +134,7 @@ def decode_batch(
                     id_e, ids, pay_s, pay_e, payloads, relabel)  # fmt: skip
     out = DecodedBatch.concat([out, *frames], partition, dim) if frames else out
     out.rejects = rejects
+    out.reference_decoded = reference
     return out
 
 

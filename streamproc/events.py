@@ -80,6 +80,7 @@ class DecodedBatch:
     ids: list[str]  # event id per row (explicit, or derived from its coordinates)
     rejects: list[Reject] = field(default_factory=list)
     relabel: np.ndarray | None = None  # bool per row: corrections (None: none in the batch)
+    reference_decoded: int = 0  # messages decoded by the reference path (not the fast path)
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])

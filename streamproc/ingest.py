@@ -382,6 +382,8 @@ class IngestLoop:
             label, n = str(part), len(raw)
             self.metrics.consumed.labels(label).inc(n)
             self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
+            if proc.last_batch is not None and proc.last_batch.reference_decoded:
+                self.metrics.reference_decoded.labels(label).inc(proc.last_batch.reference_decoded)
             last_ts = raw.timestamp(n - 1)
             if last_ts is not None:
                 self.metrics.latency.observe(max(0.0, now - last_ts))

@@ -46,6 +46,13 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.reference_decoded = Counter(
+            "strata_events_reference_decoded",
+            "JSON messages the numba fast path left to the reference decoder (msgspec per "
+            "message): escapes, non-ASCII labels or ids, odd numbers, invalid events",
+            ["partition"],
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "strata_events_dead_lettered",
             "Rejected messages or frame rows sent to the dead-letter topic",
