@@ -61,8 +61,13 @@ class RetainedChanges:
         batches = np.concatenate([o[2] for o in self._ops])
         rows = np.concatenate([o[3] for o in self._ops])
         m = keys.shape[0]
-        order = np.lexsort((np.arange(m), keys, labels))  # by item, then in log order
+        # by item, then in log order: a stable sort by key is enough unless one key has
+        # several labels (multi-label "split" mode), then sort by (label, key)
+        order = np.argsort(keys, kind="stable")
         lo, ko = labels[order], keys[order]
+        if ((ko[1:] == ko[:-1]) & (lo[1:] != lo[:-1])).any():
+            order = np.lexsort((np.arange(m), keys, labels))
+            lo, ko = labels[order], keys[order]
         start = np.ones(m, dtype=bool)
         start[1:] = (lo[1:] != lo[:-1]) | (ko[1:] != ko[:-1])
         first = order[np.flatnonzero(start)]

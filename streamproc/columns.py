@@ -72,6 +72,29 @@ class _SpanColumn(Sequence):
         ]
 
 
+def take_bytes(column, rows: list[int]) -> list[bytes]:
+    """Values of ``rows`` as bytes (ids as UTF-8) without decoding what is already bytes."""
+    if isinstance(column, IdColumn) and not column.overrides:
+        buf, prefix, offs = column.buf, column.prefix, column.offsets
+        starts, ends = column.starts[rows].tolist(), column.ends[rows].tolist()
+        return [
+            buf[s:e] if s >= 0 else f"{prefix}{int(offs[i])}".encode()
+            for i, s, e in zip(rows, starts, ends, strict=True)
+        ]
+    if isinstance(column, ChainColumn):
+        r = np.asarray(rows, dtype=np.int64)
+        part = np.searchsorted(column.bounds, r, side="right") - 1
+        out: list = [None] * len(rows)
+        for k in np.unique(part).tolist():
+            at = np.flatnonzero(part == k)
+            vals = take_bytes(column.parts[k], (r[at] - int(column.bounds[k])).tolist())
+            for j, v in zip(at.tolist(), vals, strict=True):
+                out[j] = v
+        return out
+    vals = take(column, rows)
+    return [v.encode() if isinstance(v, str) else bytes(v) for v in vals]
+
+
 def take(column, rows: list[int]) -> list:
     """``[column[i] for i in rows]``, in bulk where the column supports it."""
     return column.take(rows) if hasattr(column, "take") else [column[i] for i in rows]

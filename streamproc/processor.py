@@ -22,11 +22,11 @@ import numpy as np
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
 
 from .changes import Items, RetainedChanges
-from .columns import take
+from .columns import take_bytes
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
 from .messages import RawMessages
-from .records import encode_records, payload_keys
+from .records import label_blob, pack_records, payload_keys
 from .state import Checkpoint, PartitionStore
 
 
@@ -135,14 +135,21 @@ class PartitionProcessor:
             b = self._batches[int(puts.batches[sel[0]])]
             idx = puts.rows[sel]
             rows = idx.tolist()
-            recs = encode_records(
+            lo, hi = b.label_offsets[idx], b.label_offsets[idx + 1]
+            if ((hi - lo) == 1).all():  # one label per row: one blob per vocabulary entry
+                vocab = [label_blob([x]) for x in b.label_vocab]
+                blobs = [vocab[c] for c in b.label_codes[lo].tolist()]
+            else:
+                blobs = [label_blob(x) for x in b.labels_take(rows)]
+            recs = pack_records(
                 b.ts[idx],
                 b.offsets[idx],
                 self.partition,
                 b.features[idx],
-                b.labels_take(rows),
-                take(b.ids, rows),
-                [bytes(p) for p in take(b.payloads, rows)],
+                hi - lo,
+                blobs,
+                take_bytes(b.ids, rows),
+                take_bytes(b.payloads, rows),
             )
             out.update(
                 zip(payload_keys(names, puts.labels[sel], puts.keys[sel]), recs, strict=True)

@@ -41,6 +41,11 @@ def payload_keys(names: list[str], label_ids: np.ndarray, keys: np.ndarray) -> l
     return [prefix[lid] + kb[8 * i : 8 * i + 8] for i, lid in enumerate(lids)]
 
 
+def label_blob(labels: list[str]) -> bytes:
+    """The labels part of a record."""
+    return b"".join(struct.pack("<H", len(e)) + e for e in (x.encode() for x in labels))
+
+
 def encode_records(
     ts: np.ndarray,
     offsets: np.ndarray,
@@ -51,6 +56,36 @@ def encode_records(
     payloads: list,
 ) -> list[bytes]:
     """Records of k events from their columns."""
+    blobs: dict[tuple, bytes] = {}
+    lbs = []
+    for labs in labels:
+        t = tuple(labs)
+        lb = blobs.get(t)
+        lbs.append(lb if lb is not None else blobs.setdefault(t, label_blob(labs)))
+    return pack_records(
+        ts,
+        offsets,
+        partition,
+        features,
+        np.array([len(x) for x in labels], dtype=np.int64),
+        lbs,
+        [x.encode() for x in ids],
+        [bytes(p) for p in payloads],
+    )
+
+
+def pack_records(
+    ts: np.ndarray,
+    offsets: np.ndarray,
+    partition: int,
+    features: np.ndarray,
+    label_counts: np.ndarray,
+    label_blobs: list[bytes],
+    ids: list[bytes],
+    payloads: list[bytes],
+) -> list[bytes]:
+    """Records from columns whose variable parts are already bytes (:func:`label_blob`
+    per record, UTF-8 ids, raw payloads): one numpy pass and one join per record."""
     k, dim = features.shape
     fixed = np.zeros(
         k,
@@ -67,25 +102,20 @@ def encode_records(
             ]
         ),
     )
-    ids_b = [x.encode() for x in ids]
     fixed["magic"] = MAGIC
     fixed["ts"] = ts
     fixed["offset"] = offsets
     fixed["partition"] = partition
     fixed["dim"] = dim
-    fixed["labels"] = [len(x) for x in labels]
-    fixed["id"] = [len(x) for x in ids_b]
+    fixed["labels"] = label_counts
+    fixed["id"] = np.fromiter(map(len, ids), dtype=np.int64, count=k)
     fixed["features"] = features
     fb, w = fixed.tobytes(), fixed.dtype.itemsize
-    blobs: dict[tuple, bytes] = {}
-    out = []
-    for i, (labs, eid, payload) in enumerate(zip(labels, ids_b, payloads, strict=True)):
-        t = tuple(labs)
-        lb = blobs.get(t)
-        if lb is None:
-            lb = blobs[t] = b"".join(struct.pack("<H", len(e)) + e for e in (x.encode() for x in t))
-        out.append(b"".join((fb[i * w : (i + 1) * w], lb, eid, payload)))
-    return out
+    join = b"".join
+    return [
+        join((fb[i * w : i * w + w], lb, eid, pay))
+        for i, lb, eid, pay in zip(range(k), label_blobs, ids, payloads, strict=True)
+    ]
 
 
 def decode_record(rec: bytes) -> dict:
