@@ -124,6 +124,12 @@ def raw_ceiling(bootstrap: str, topic: str, n: int) -> float:
     return n / dt
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS"):
@@ -138,6 +144,7 @@ def run_workers(
     next_offsets: dict[int, int],
     root: Path,
     n_workers: int = 1,
+    broker_pid: int | None = None,
 ) -> dict:
     env = {
         "STRATA_EVENTS_TOPIC": topic,
@@ -171,11 +178,15 @@ def run_workers(
             consumed = sum(s["consumed"] for s in sts)
             if t0 is None and consumed > 0:
                 t0, c0 = time.perf_counter(), consumed
+                cpu0 = [_cpu_s(w.proc.pid) for w in ws]
+                bcpu0 = _cpu_s(broker_pid) if broker_pid else 0.0
             rss = max(rss, sum(_rss_mb(w.proc.pid) for w in ws))
             if pred(sts):
                 break
             time.sleep(0.05)
         dt = time.perf_counter() - t0
+        cpu = sum(_cpu_s(w.proc.pid) for w in ws) - sum(cpu0)
+        bcpu = (_cpu_s(broker_pid) - bcpu0) if broker_pid else float("nan")
         total = sum(next_offsets.values())
         metrics = urllib.request.urlopen(ws[0].url + "/metrics", timeout=5).read().decode()
         cks = float(re.search(r"^strata_checkpoint_duration_seconds_sum (\S+)", metrics, re.M)[1])
@@ -184,6 +195,11 @@ def run_workers(
             "messages": total,
             "seconds": dt,
             "messages_per_s": (total - c0) / dt,
+            # CPU the worker processes (all threads, librdkafka's included) and the broker
+            # used while measured: on a shared 2-core machine the broker competes for it
+            "worker_cpu_s": cpu,
+            "broker_cpu_s": bcpu,
+            "messages_per_worker_cpu_s": (total - c0) / cpu if cpu > 0 else float("nan"),
             "rss_mb": rss,
             "checkpoint_mean_ms": 1e3 * cks / max(ckn, 1),
             "checkpoints": ckn,
@@ -238,7 +254,7 @@ def naive_faust(bootstrap: str, topic: str, n: int, root: Path) -> float:
             p.kill()
 
 
-def main(n: int = 500_000, n_frames: int = 3_000_000, n_naive: int = 100_000) -> dict:
+def main(n: int = 500_000, n_frames: int = 10_000_000, n_naive: int = 100_000) -> dict:
     from rich.console import Console
     from rich.table import Table
 
@@ -251,38 +267,58 @@ def main(n: int = 500_000, n_frames: int = 3_000_000, n_naive: int = 100_000) ->
         offf = produce_frames(b.bootstrap, "frames4", n_frames)
         produce_json(b.bootstrap, "naive4", n_naive, seed=3)
         res["raw_confluent_consume_decode"] = raw_ceiling(b.bootstrap, "json4", n)
-        res["worker_json_4p"] = run_workers(b.bootstrap, "json4", 4, off4, root)
-        res["worker_json_1p"] = run_workers(b.bootstrap, "json1", 1, off1, root)
-        res["worker_json_4p_2w"] = run_workers(b.bootstrap, "json4", 4, off4, root, n_workers=2)
-        fr = run_workers(b.bootstrap, "frames4", 4, offf, root)
-        fr["events_per_s"] = fr["messages_per_s"] * n_frames / fr["messages"]
+        bp = b.pid
+        res["worker_json_4p"] = run_workers(b.bootstrap, "json4", 4, off4, root, broker_pid=bp)
+        res["worker_json_1p"] = run_workers(b.bootstrap, "json1", 1, off1, root, broker_pid=bp)
+        res["worker_json_4p_2w"] = run_workers(
+            b.bootstrap, "json4", 4, off4, root, n_workers=2, broker_pid=bp
+        )
+        fr = run_workers(b.bootstrap, "frames4", 4, offf, root, broker_pid=bp)
+        rows_per_message = n_frames / fr["messages"]
+        fr["events_per_s"] = fr["messages_per_s"] * rows_per_message
+        fr["events_per_worker_cpu_s"] = fr["messages_per_worker_cpu_s"] * rows_per_message
         res["worker_frames_4p"] = fr
         res["naive_faust_agent"] = naive_faust(b.bootstrap, "naive4", n_naive, root)
     base = res["naive_faust_agent"]
     t = Table(
         title=f"end to end on the embedded broker ({n:,} JSON events, {n_frames:,} in frames)"
     )
-    for c in ("pipeline", "events/s", "× naive Faust"):
+    for c in ("pipeline", "events/s", "× naive Faust", "events per worker CPU-s"):
         t.add_column(c, justify="left" if c == "pipeline" else "right")
+    wj, w1, w2 = res["worker_json_4p"], res["worker_json_1p"], res["worker_json_4p_2w"]
     rows = [
-        ("naive Faust agent + table (baseline)", base),
+        ("naive Faust agent + table (baseline)", base, None),
         (
             "raw confluent-kafka consume + orjson decode (ceiling)",
             res["raw_confluent_consume_decode"],
+            None,
         ),
-        ("worker, JSON, 4 partitions, 1 worker", res["worker_json_4p"]["messages_per_s"]),
-        ("worker, JSON, 1 partition", res["worker_json_1p"]["messages_per_s"]),
-        ("worker, JSON, 4 partitions, 2 workers", res["worker_json_4p_2w"]["messages_per_s"]),
-        ("worker, frames (2,000 rows), 4 partitions", fr["events_per_s"]),
+        ("worker, JSON, 4 partitions, 1 worker", wj["messages_per_s"], wj),
+        ("worker, JSON, 1 partition", w1["messages_per_s"], w1),
+        ("worker, JSON, 4 partitions, 2 workers", w2["messages_per_s"], w2),
+        ("worker, frames (2,000 rows), 4 partitions", fr["events_per_s"], fr),
     ]
-    res["table"] = [{"pipeline": a, "events_per_s": v, "ratio_vs_naive": v / base} for a, v in rows]
-    for a, v in rows:
-        t.add_row(a, f"{v:,.0f}", f"{v / base:.1f}")
+    res["table"] = []
+    for a, v, w in rows:
+        per_cpu = None
+        if w is not None:
+            per_cpu = w.get("events_per_worker_cpu_s", w["messages_per_worker_cpu_s"])
+        res["table"].append(
+            {
+                "pipeline": a,
+                "events_per_s": v,
+                "ratio_vs_naive": v / base,
+                "events_per_worker_cpu_s": per_cpu,
+            }
+        )
+        t.add_row(a, f"{v:,.0f}", f"{v / base:.1f}", "" if per_cpu is None else f"{per_cpu:,.0f}")
     Console().print(t)
     w = res["worker_json_4p"]
     Console().print(
         f"worker RSS {w['rss_mb']:.0f} MB; checkpoint mean {w['checkpoint_mean_ms']:.1f} ms "
-        f"over {w['checkpoints']:.0f} checkpoints"
+        f"over {w['checkpoints']:.0f} checkpoints; while measured, the broker used "
+        f"{w['broker_cpu_s']:.1f} CPU-s (JSON) and {fr['broker_cpu_s']:.1f} CPU-s (frames) "
+        f"beside the worker's {w['worker_cpu_s']:.1f} and {fr['worker_cpu_s']:.1f}"
     )
     print(f"wrote {write_result('e2e', res)}")
     return res
@@ -291,7 +327,7 @@ def main(n: int = 500_000, n_frames: int = 3_000_000, n_naive: int = 100_000) ->
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=500_000)
-    ap.add_argument("--frame-events", type=int, default=3_000_000)
+    ap.add_argument("--frame-events", type=int, default=10_000_000)
     ap.add_argument("--naive-events", type=int, default=100_000)
     a = ap.parse_args()
     main(a.events, a.frame_events, a.naive_events)

@@ -113,6 +113,11 @@ class EmbeddedBroker:
         self._proc: subprocess.Popen | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The broker process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
