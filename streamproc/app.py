@@ -124,7 +124,11 @@ def _status(loop: IngestLoop) -> dict:
         "drift": {} if loop.drift is None else dict(loop.drift.action_counts),
         "labels": loop.summary,
         "partitions": {
-            str(p): {"next_offset": proc.next_offset, **proc.counters}
+            str(p): {
+                "next_offset": proc.next_offset,
+                "checkpointed_offset": proc.checkpointed_offset,
+                **proc.counters,
+            }
             for p, proc in sorted(dict(loop.processors).items())
         },
     }

@@ -66,12 +66,14 @@ class IngestLoop:
         settings: Settings,
         bootstrap: str,
         batch_size: int = 5_000,
+        chunk_bytes: int = 4 << 20,
         own_snapshot_timer: bool = True,
     ) -> None:
         self.settings = settings
         self.own_snapshot_timer = own_snapshot_timer
         self.bootstrap = bootstrap
         self.batch_size = batch_size
+        self.chunk_bytes = chunk_bytes
         self.processors: dict[int, PartitionProcessor] = {}
         self.stats = IngestStats()
         self.stop_event = threading.Event()
@@ -107,14 +109,14 @@ class IngestLoop:
     def _open_partition(self, p: int) -> PartitionProcessor:
         """Local RocksDB state, or the partition's shard from the shared snapshot store when
         that is newer (the partition last ran on another machine)."""
-        store = RocksPartitionStore(self._store_path(p))
+        store = RocksPartitionStore(self._store_path(p), self.settings.state_sync)
         ckpt = store.load_checkpoint()
         shard = read_shard(self.settings.snapshot_dir / "shards", p)
         if shard is not None and shard.next_offset > (ckpt.next_offset if ckpt else 0):
             log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
             store.close()
             shutil.rmtree(self._store_path(p))
-            store = RocksPartitionStore(self._store_path(p))
+            store = RocksPartitionStore(self._store_path(p), self.settings.state_sync)
             store.write_checkpoint(
                 Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)),
                 shard.records,
@@ -308,6 +310,8 @@ class IngestLoop:
             while not self.stop_event.is_set():
                 msgs = self._consumer.consume(self.batch_size, 0.1)
                 self._handle(msgs)
+                if not msgs:  # idle: make what was processed durable now
+                    self._checkpoint([p for p in self.processors.values() if p.since_checkpoint])
                 if time.monotonic() - self._summary_at > 0.5:
                     self._publish_summary()
                 due = [
@@ -335,6 +339,36 @@ class IngestLoop:
             for p in self.processors.values():
                 p.store.close()
             self.processors.clear()
+
+    def _process(self, part: int, raw, now: float) -> bool:
+        """One partition's messages; False when the partition is no longer ours."""
+        proc = self.processors.get(part)
+        if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
+            return False
+        t = time.perf_counter()
+        accepted = proc.counters["accepted"]
+        rejects = proc.process(raw)
+        self.metrics.batch_seconds.observe(time.perf_counter() - t)
+        label, n = str(part), len(raw)
+        self.metrics.consumed.labels(label).inc(n)
+        self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
+        if proc.last_batch is not None and proc.last_batch.reference_decoded:
+            self.metrics.reference_decoded.labels(label).inc(proc.last_batch.reference_decoded)
+        last_ts = raw.timestamp(n - 1)
+        if last_ts is not None:
+            self.metrics.latency.observe(max(0.0, now - last_ts))
+        if proc.since_checkpoint:
+            self.health.processed(part, now)
+        if self.drift is not None:
+            self.drift.feed(proc.last_batch)
+        self.stats.consumed += n
+        if rejects:
+            self.stats.rejected += len(rejects)
+            self._dead_letter(rejects)
+        s = self.settings
+        if proc.due(s.checkpoint_every_events, s.checkpoint_every_s):  # bounds what a
+            self._checkpoint([proc])  # partition holds in memory within one large batch
+        return True
 
     def _publish_summary(self) -> None:
         """Per-label totals and lag, at most twice a second (not per batch)."""
@@ -372,29 +406,9 @@ class IngestLoop:
             msgs = [m for m in msgs if m.error() is None]
         now = time.time()
         for part, raw in by_partition(msgs).items():
-            proc = self.processors.get(part)
-            if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
-                continue
-            t = time.perf_counter()
-            accepted = proc.counters["accepted"]
-            rejects = proc.process(raw)
-            self.metrics.batch_seconds.observe(time.perf_counter() - t)
-            label, n = str(part), len(raw)
-            self.metrics.consumed.labels(label).inc(n)
-            self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
-            if proc.last_batch is not None and proc.last_batch.reference_decoded:
-                self.metrics.reference_decoded.labels(label).inc(proc.last_batch.reference_decoded)
-            last_ts = raw.timestamp(n - 1)
-            if last_ts is not None:
-                self.metrics.latency.observe(max(0.0, now - last_ts))
-            if proc.since_checkpoint:
-                self.health.processed(part, now)
-            if self.drift is not None:
-                self.drift.feed(proc.last_batch)
-            self.stats.consumed += n
-            if rejects:
-                self.stats.rejected += len(rejects)
-                self._dead_letter(rejects)
+            for chunk in raw.chunks(self.chunk_bytes):
+                if not self._process(part, chunk, now):
+                    break
         if msgs:
             self.health.consumed(now)
             self.metrics.mark_progress()

@@ -4,6 +4,8 @@ of values, so the decoder works on arrays instead of one Python tuple per messag
 >>> raw = RawMessages.from_tuples([(7, b'{"a":1}', 1.5), (8, None, None)])
 >>> raw.value(0), raw.value(1), raw.offsets.tolist()
 (b'{"a":1}', None, [7, 8])
+>>> [c.offsets.tolist() for c in raw.chunks(max_bytes=4)]
+[[7], [8]]
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ class RawMessages:
             self.ends[idx],
             self.tomb[idx],
         )
+
+    def chunks(self, max_bytes: int) -> list[RawMessages]:
+        """Consecutive slices of at most ``max_bytes`` of values each (at least one
+        message per slice), so that a batch of large frames is decoded in cache-sized
+        pieces rather than as one multi-gigabyte set of columns."""
+        sizes = np.cumsum(self.ends - self.starts)
+        if not sizes.shape[0] or sizes[-1] <= max_bytes:
+            return [self]
+        out, lo = [], 0
+        while lo < sizes.shape[0]:
+            base = sizes[lo - 1] if lo else 0
+            hi = max(lo + 1, int(np.searchsorted(sizes, base + max_bytes, side="right")))
+            out.append(self.select(np.arange(lo, hi)))
+            lo = hi
+        return out
 
     @classmethod
     def from_values(

@@ -74,6 +74,7 @@ class PartitionProcessor:
         self._changes = RetainedChanges()
         self._batches: list[DecodedBatch] = []
         self.since_checkpoint = 0
+        self.checkpointed_offset = self.next_offset  # durable in the store
         self.last_checkpoint = time.monotonic()
         self.last_batch: DecodedBatch | None = None
 
@@ -171,6 +172,7 @@ class PartitionProcessor:
         self.store.write_checkpoint(ckpt, self._records(puts), deletes)
         self._changes.clear()
         self._batches = []
+        self.checkpointed_offset = self.next_offset
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return ckpt

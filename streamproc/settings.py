@@ -30,8 +30,11 @@ class Settings:
     group_id: str = "stratastream"
     state_dir: Path = Path("state")
     snapshot_dir: Path = Path("snapshots")
-    checkpoint_every_events: int = 50_000
+    checkpoint_every_events: int = 500_000
     checkpoint_every_s: float = 5.0
+    # fsync RocksDB's write-ahead log at every checkpoint; off, a killed process loses
+    # nothing and an OS crash can only send a partition back to an earlier checkpoint
+    state_sync: bool = False
     snapshot_every_s: float = 10.0
     snapshot_retention: int = 10
     snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)

@@ -3,8 +3,9 @@
 One store per source partition holds the payload records of the events its reservoirs
 retain, plus the checkpoint: the serialized reservoirs, the next source offset they
 reflect and the partition's counters. :meth:`PartitionStore.write_checkpoint` applies
-payload puts/deletes and the checkpoint in one atomic, synced RocksDB write batch, so
-state and offsets can never disagree. Nothing is written per event.
+payload puts/deletes and the checkpoint in one atomic RocksDB write batch (WAL written,
+fsynced when ``state_sync`` is on), so state and offsets can never disagree. Nothing is
+written per event.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class PartitionStore(Protocol):
 class RocksPartitionStore:
     """:class:`PartitionStore` on RocksDB (rocksdict), one database per partition."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: bool = False) -> None:
         from rocksdict import Options, Rdict, WriteOptions
 
         path.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,11 @@ class RocksPartitionStore:
         except Exception as e:
             raise StateError(f"cannot open state store at {path}: {e}") from e
         self._wopts = WriteOptions()
-        self._wopts.sync = True
+        # The WAL is always written (a killed process loses nothing); ``sync`` also fsyncs
+        # it per checkpoint. Without, an OS crash may lose the latest checkpoints, never
+        # part of one (write batches recover atomically), and the worker resumes from the
+        # checkpoint it finds -- it never resumes from a committed Kafka offset.
+        self._wopts.sync = sync
         self.path = path
 
     def load_checkpoint(self) -> Checkpoint | None:

@@ -115,14 +115,15 @@ class WorkerProcess:
         self._log.close()
 
 
-def processed_all(next_offsets: dict[int, int]):
-    """Predicate on merged statuses: every partition processed up to the given offsets."""
+def processed_all(next_offsets: dict[int, int], field: str = "next_offset"):
+    """Predicate on merged statuses: every partition processed up to the given offsets
+    (``field="checkpointed_offset"``: and checkpointed)."""
 
     def pred(statuses: list[dict]) -> bool:
         seen: dict[str, int] = {}
         for st in statuses:
             for p, info in st["partitions"].items():
-                seen[p] = max(seen.get(p, 0), info["next_offset"])
+                seen[p] = max(seen.get(p, 0), info[field])
         return all(seen.get(str(p), 0) >= o for p, o in next_offsets.items())
 
     return pred
