@@ -29,7 +29,14 @@ from .messages import by_partition
 from .metrics import WorkerMetrics, reason_category
 from .processor import PartitionProcessor
 from .settings import Settings
-from .snapshot import Shard, build_snapshot, read_shard, shard_records, write_shard
+from .snapshot import (
+    Shard,
+    build_snapshot,
+    read_shard,
+    shard_changes,
+    shard_records,
+    write_shard,
+)
 from .state import Checkpoint, RocksPartitionStore
 
 log = logging.getLogger(__name__)
@@ -119,8 +126,7 @@ class IngestLoop:
             store = RocksPartitionStore(self._store_path(p), self.settings.state_sync)
             store.write_checkpoint(
                 Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)),
-                shard.records,
-                set(),
+                shard_changes(shard),
             )
         return PartitionProcessor(
             self.settings.events_topic, p, store, self._sampler, self._limits, self._scrub

@@ -26,8 +26,8 @@ from .columns import take_bytes
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
 from .messages import RawMessages
-from .records import label_blob, pack_records, payload_keys
-from .state import Checkpoint, PartitionStore
+from .records import label_blob, pack_records
+from .state import Checkpoint, PartitionStore, RecordChanges
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,9 @@ class PartitionProcessor:
     def _evict(self, out) -> None:
         self._changes.evict(out.evicted_labels, out.evicted_keys)
 
-    def _records(self, puts: Items) -> dict[bytes, bytes]:
+    def _records(self, puts: Items) -> RecordChanges:
         """Payload records of the admitted items still retained, built batch by batch."""
-        names = self.reservoirs.names
-        out: dict[bytes, bytes] = {}
+        labels, keys, records = [], [], []
         order = np.argsort(puts.batches, kind="stable")
         bounds = np.flatnonzero(np.diff(puts.batches[order])) + 1
         for sel in np.split(order, bounds) if order.size else []:
@@ -152,10 +151,14 @@ class PartitionProcessor:
                 take_bytes(b.ids, rows),
                 take_bytes(b.payloads, rows),
             )
-            out.update(
-                zip(payload_keys(names, puts.labels[sel], puts.keys[sel]), recs, strict=True)
-            )
-        return out
+            labels.append(puts.labels[sel])
+            keys.append(puts.keys[sel])
+            records += recs
+        changes = RecordChanges.none()
+        if records:
+            changes.put_labels, changes.put_keys = np.concatenate(labels), np.concatenate(keys)
+            changes.records = records
+        return changes
 
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may
@@ -168,8 +171,9 @@ class PartitionProcessor:
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))
         puts, gone = self._changes.resolve()
-        deletes = set(payload_keys(self.reservoirs.names, gone.labels, gone.keys))
-        self.store.write_checkpoint(ckpt, self._records(puts), deletes)
+        changes = self._records(puts)
+        changes.del_labels, changes.del_keys = gone.labels, gone.keys
+        self.store.write_checkpoint(ckpt, changes)
         self._changes.clear()
         self._batches = []
         self.checkpointed_offset = self.next_offset

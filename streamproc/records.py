@@ -33,6 +33,13 @@ def payload_key(label: str, key: int) -> bytes:
     return b"p:" + label.encode() + b"\0" + struct.pack(">Q", key)
 
 
+def parse_payload_key(pk: bytes) -> tuple[str, int]:
+    """(label, key) of a :func:`payload_key`."""
+    if not pk.startswith(b"p:") or len(pk) < 12 or pk[-9:-8] != b"\0":
+        raise StateError(f"payload key: not a payload key ({pk[:40]!r})")
+    return pk[2:-9].decode(), struct.unpack(">Q", pk[-8:])[0]
+
+
 def payload_keys(names: list[str], label_ids: np.ndarray, keys: np.ndarray) -> list[bytes]:
     """:func:`payload_key` of many items."""
     lids = np.asarray(label_ids).tolist()

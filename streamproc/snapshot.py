@@ -34,7 +34,8 @@ import orjson
 from sampler import LabelReservoirs, balance_ratio
 from sampler.errors import StateError
 
-from .records import decode_record, payload_key
+from .records import decode_record, parse_payload_key, payload_key
+from .state import RecordChanges
 
 
 class Shard(msgspec.Struct):
@@ -273,12 +274,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def shard_records(store, reservoirs: LabelReservoirs) -> dict[bytes, bytes]:
     """Payload records of every retained item, read from a partition store."""
     it = reservoirs.items()
+    vals = store.get_records(it.labels, it.keys)
+    missing = sum(v is None for v in vals)
+    if missing:
+        raise StateError(f"partition store: {missing} retained items lack payload records")
     keys = [
         payload_key(reservoirs.names[l], k)
         for l, k in zip(it.labels.tolist(), it.keys.tolist(), strict=True)
     ]
-    vals = store.get_many(keys)
-    missing = [k for k, v in zip(keys, vals, strict=True) if v is None]
-    if missing:
-        raise StateError(f"partition store: {len(missing)} retained items lack payload records")
     return dict(zip(keys, vals, strict=True))
+
+
+def shard_changes(shard: Shard) -> RecordChanges:
+    """A shard's records as the changes that load them into an empty partition store."""
+    names = LabelReservoirs.from_bytes(shard.reservoirs).names
+    ids = {name: i for i, name in enumerate(names) if name is not None}
+    labels, keys = [], []
+    for pk in shard.records:
+        name, key = parse_payload_key(pk)
+        labels.append(ids[name])
+        keys.append(key)
+    changes = RecordChanges.none()
+    if keys:
+        changes.put_labels = np.array(labels, dtype=np.int64)
+        changes.put_keys = np.array(keys, dtype=np.uint64)
+        changes.records = list(shard.records.values())
+    return changes

@@ -3,7 +3,7 @@
 One store per source partition holds the payload records of the events its reservoirs
 retain, plus the checkpoint: the serialized reservoirs, the next source offset they
 reflect and the partition's counters. :meth:`PartitionStore.write_checkpoint` applies
-payload puts/deletes and the checkpoint in one atomic RocksDB write batch (WAL written,
+record changes and the checkpoint in one atomic RocksDB write batch (WAL written,
 fsynced when ``state_sync`` is on), so state and offsets can never disagree. Nothing is
 written per event.
 """
@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import orjson
 
 from sampler.errors import StateError
 
+from .recordblocks import RecordTable, block_records, encode_block
+
 _META_RES = b"m:reservoirs"
 _META_OFFSET = b"m:next_offset"
 _META_COUNTERS = b"m:counters"
+_META_TABLE = b"m:record-table"
 
 
 @dataclass
@@ -31,20 +35,40 @@ class Checkpoint:
     counters: dict = field(default_factory=dict)
 
 
+@dataclass
+class RecordChanges:
+    """What a checkpoint changes among the payload records: records of items now
+    retained (``records[i]`` for item (put_labels[i], put_keys[i])) and items gone."""
+
+    put_labels: np.ndarray
+    put_keys: np.ndarray
+    records: list[bytes]
+    del_labels: np.ndarray
+    del_keys: np.ndarray
+
+    @classmethod
+    def none(cls) -> RecordChanges:
+        z = np.zeros(0, np.int64)
+        return cls(z, z.astype(np.uint64), [], z, z.astype(np.uint64))
+
+
 class PartitionStore(Protocol):
     def load_checkpoint(self) -> Checkpoint | None: ...
 
-    def write_checkpoint(
-        self, ckpt: Checkpoint, puts: dict[bytes, bytes], deletes: set[bytes]
-    ) -> None: ...
+    def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None: ...
 
-    def get_many(self, keys: list[bytes]) -> list[bytes | None]: ...
+    def get_records(self, labels: np.ndarray, keys: np.ndarray) -> list[bytes | None]: ...
 
     def close(self) -> None: ...
 
 
 class RocksPartitionStore:
-    """:class:`PartitionStore` on RocksDB (rocksdict), one database per partition."""
+    """:class:`PartitionStore` on RocksDB (rocksdict), one database per partition.
+
+    Payload records live in blocks with a locator table (:mod:`streamproc.recordblocks`);
+    a checkpoint is one atomic write batch: its block (new records plus compacted ones),
+    deletions of dead blocks, the locator table, the reservoirs, the offset, the counters.
+    """
 
     def __init__(self, path: Path, sync: bool = False) -> None:
         from rocksdict import Options, Rdict, WriteOptions
@@ -63,6 +87,8 @@ class RocksPartitionStore:
         # checkpoint it finds -- it never resumes from a committed Kafka offset.
         self._wopts.sync = sync
         self.path = path
+        table = self._db.get(_META_TABLE)
+        self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
 
     def load_checkpoint(self) -> Checkpoint | None:
         res = self._db.get(_META_RES)
@@ -74,32 +100,52 @@ class RocksPartitionStore:
             raise StateError(f"state store {self.path}: checkpoint is incomplete")
         return Checkpoint(bytes(res), struct.unpack(">q", off)[0], orjson.loads(cnt))
 
-    def write_checkpoint(
-        self, ckpt: Checkpoint, puts: dict[bytes, bytes], deletes: set[bytes]
-    ) -> None:
+    def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None:
         from rocksdict import WriteBatch
 
+        n = len(changes.records)
+        plan = self.table.apply(
+            changes.put_labels, changes.put_keys, n, changes.del_labels, changes.del_keys
+        )
         wb = WriteBatch(raw_mode=True)
-        for k in deletes:
-            wb.delete(k)
-        for k, v in puts.items():
-            wb.put(k, v)
+        if plan.new_block is not None:
+            records = list(changes.records)
+            for old, index in plan.moved.items():  # compaction: live records move here
+                records += block_records(self._block(old), index)
+            wb.put(_block_key(plan.new_block), encode_block(records))
+        for b in plan.dead:
+            wb.delete(_block_key(b))
+        wb.put(_META_TABLE, self.table.to_bytes())
         wb.put(_META_RES, ckpt.reservoirs)
         wb.put(_META_OFFSET, struct.pack(">q", ckpt.next_offset))
         wb.put(_META_COUNTERS, orjson.dumps(ckpt.counters))
         self._db.write(wb, self._wopts)
 
-    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
-        return [None if v is None else bytes(v) for v in self._db[keys]] if keys else []
+    def _block(self, b: int) -> bytes:
+        data = self._db.get(_block_key(b))
+        if data is None:
+            raise StateError(f"state store {self.path}: record block {b} is missing")
+        return bytes(data)
+
+    def get_records(self, labels: np.ndarray, keys: np.ndarray) -> list[bytes | None]:
+        """Records of the items (label ids, keys); None for items without one."""
+        where = self.table.locate(np.asarray(labels, np.int64), np.asarray(keys, np.uint64))
+        out: list[bytes | None] = [None] * where.shape[0]
+        for b in np.unique(where[:, 0]).tolist():
+            if b < 0:
+                continue
+            rows = np.flatnonzero(where[:, 0] == b)
+            recs = block_records(self._block(b), where[rows, 1].tolist())
+            for r, rec in zip(rows.tolist(), recs, strict=True):
+                out[r] = rec
+        return out
 
     def count_payloads(self) -> int:
-        it = self._db.iter()
-        it.seek(b"p:")
-        n = 0
-        while it.valid() and bytes(it.key()).startswith(b"p:"):
-            n += 1
-            it.next()
-        return n
+        return len(self.table)
 
     def close(self) -> None:
         self._db.close()
+
+
+def _block_key(b: int) -> bytes:
+    return b"b:" + struct.pack(">Q", b)
