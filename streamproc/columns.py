@@ -81,9 +81,20 @@ def take_bytes(column, rows: list[int]) -> list[bytes]:
             buf[s:e] if s >= 0 else f"{prefix}{int(offs[i])}".encode()
             for i, s, e in zip(rows, starts, ends, strict=True)
         ]
+    if isinstance(column, PayloadColumn) and not column.overrides:
+        buf = column.buf
+        starts, ends = column.starts[rows].tolist(), column.ends[rows].tolist()
+        return [buf[s:e] if s >= 0 else b"null" for s, e in zip(starts, ends, strict=True)]
     if isinstance(column, ChainColumn):
         r = np.asarray(rows, dtype=np.int64)
         part = np.searchsorted(column.bounds, r, side="right") - 1
+        if r.shape[0] and (np.diff(part) >= 0).all():  # parts in order: concatenate
+            cut = np.flatnonzero(np.diff(part)) + 1
+            res: list = []
+            for seg in np.split(np.arange(r.shape[0]), cut):
+                k = int(part[seg[0]])
+                res += take_bytes(column.parts[k], (r[seg] - int(column.bounds[k])).tolist())
+            return res
         out: list = [None] * len(rows)
         for k in np.unique(part).tolist():
             at = np.flatnonzero(part == k)

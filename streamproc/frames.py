@@ -32,7 +32,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from .columns import IdColumn
+from .columns import IdColumn, PayloadColumn
 from .events import FEATURE_MAX, MAX_LABEL_CHARS, DecodedBatch, Limits, Reject
 from .keys import coordinate_keys, span_keys
 
@@ -200,7 +200,8 @@ def decode_frame(
         reasons.setdefault(
             i, f"label: missing, empty, too long, or more than {limits.max_labels_per_event} labels"
         )
-    payloads = payloads if payloads is not None else [b"null"] * n
+    if payloads is None and scrub is not None:
+        payloads = [b"null"] * n
     if scrub is not None:
         payloads = [bytes(p) for p in payloads]
         for i in range(n):
@@ -231,7 +232,11 @@ def decode_frame(
         counts = per_row[idx]
         codes = codes[keep[row_of_code]]
         loffs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        payloads = [payloads[i] for i in idx.tolist()]
+        if payloads is not None:
+            payloads = [payloads[i] for i in idx.tolist()]
+    if payloads is None:  # no payload column: every row's payload is null
+        none = np.full(idx.shape[0], -1, dtype=np.int64)
+        payloads = PayloadColumn(b"", none, none, {})
     return DecodedBatch(
         partition,
         np.full(idx.shape[0], offset, dtype=np.int64),

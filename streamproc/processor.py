@@ -26,7 +26,7 @@ from .columns import take_bytes
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
 from .messages import RawMessages
-from .records import label_blob, pack_records
+from .records import RecordColumns, label_blob
 from .state import Checkpoint, PartitionStore, RecordChanges
 
 
@@ -128,10 +128,12 @@ class PartitionProcessor:
 
     def _records(self, puts: Items) -> RecordChanges:
         """Payload records of the admitted items still retained, built batch by batch."""
-        labels, keys, records = [], [], []
+        changes = RecordChanges.none()
+        labels, keys = [], []
         order = np.argsort(puts.batches, kind="stable")
         bounds = np.flatnonzero(np.diff(puts.batches[order])) + 1
         for sel in np.split(order, bounds) if order.size else []:
+            sel = sel[np.argsort(puts.rows[sel], kind="stable")]  # rows in batch order
             b = self._batches[int(puts.batches[sel[0]])]
             idx = puts.rows[sel]
             rows = idx.tolist()
@@ -141,23 +143,22 @@ class PartitionProcessor:
                 blobs = [vocab[c] for c in b.label_codes[lo].tolist()]
             else:
                 blobs = [label_blob(x) for x in b.labels_take(rows)]
-            recs = pack_records(
-                b.ts[idx],
-                b.offsets[idx],
-                self.partition,
-                b.features[idx],
-                hi - lo,
-                blobs,
-                take_bytes(b.ids, rows),
-                take_bytes(b.payloads, rows),
+            changes.records.extend(
+                RecordColumns.pack(
+                    b.ts[idx],
+                    b.offsets[idx],
+                    self.partition,
+                    b.features[idx],
+                    hi - lo,
+                    blobs,
+                    take_bytes(b.ids, rows),
+                    take_bytes(b.payloads, rows),
+                )
             )
             labels.append(puts.labels[sel])
             keys.append(puts.keys[sel])
-            records += recs
-        changes = RecordChanges.none()
-        if records:
+        if labels:
             changes.put_labels, changes.put_keys = np.concatenate(labels), np.concatenate(keys)
-            changes.records = records
         return changes
 
     def boost(self, labels: list[str]) -> None:

@@ -3,7 +3,7 @@
 Writing one RocksDB entry per retained event cost ~1 µs of memtable and log work per
 record on top of building it, and a fresh stream admits tens of thousands of events
 between checkpoints. Instead, a checkpoint writes the records it adds as **one block**
-(``u32 count | u32 offsets[count + 1] | records``) and the **locator table** maps every
+(columns, see :class:`streamproc.records.RecordColumns`) and the **locator table** maps every
 retained item (label id, key) to (block, index). An evicted item only leaves the table.
 A block nobody points to is deleted; a block less than half alive is *compacted*: its
 live records move into the checkpoint's new block, so storage stays within about twice
@@ -25,6 +25,7 @@ import numpy as np
 
 from sampler.errors import StateError
 
+
 def _find(
     keys: np.ndarray, labels: np.ndarray, q_keys: np.ndarray, q_labels: np.ndarray
 ) -> np.ndarray:
@@ -42,21 +43,6 @@ def _find(
         hit &= labels[np.minimum(p, n - 1)] == q_labels
         out[hit] = p[hit]
     return out
-
-
-def encode_block(records: list[bytes]) -> bytes:
-    sizes = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
-    offsets = np.zeros(len(records) + 1, dtype="<u4")
-    np.cumsum(sizes, out=offsets[1:])
-    return struct.pack("<I", len(records)) + offsets.tobytes() + b"".join(records)
-
-
-def block_records(block: bytes, index: list[int]) -> list[bytes]:
-    (n,) = struct.unpack_from("<I", block)
-    offsets = np.frombuffer(block, dtype="<u4", count=n + 1, offset=4)
-    base = 4 + 4 * (n + 1)
-    lo, hi = offsets[index].tolist(), offsets[np.asarray(index) + 1].tolist()
-    return [block[base + a : base + b] for a, b in zip(lo, hi, strict=True)]
 
 
 @dataclass

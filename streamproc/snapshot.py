@@ -34,7 +34,7 @@ import orjson
 from sampler import LabelReservoirs, balance_ratio
 from sampler.errors import StateError
 
-from .records import decode_record, parse_payload_key, payload_key
+from .records import RecordColumns, decode_record, parse_payload_key, payload_key
 from .state import RecordChanges
 
 
@@ -298,5 +298,5 @@ def shard_changes(shard: Shard) -> RecordChanges:
     if keys:
         changes.put_labels = np.array(labels, dtype=np.int64)
         changes.put_keys = np.array(keys, dtype=np.uint64)
-        changes.records = list(shard.records.values())
+        changes.records = RecordColumns.from_records(list(shard.records.values()))
     return changes

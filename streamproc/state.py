@@ -20,7 +20,8 @@ import orjson
 
 from sampler.errors import StateError
 
-from .recordblocks import RecordTable, block_records, encode_block
+from .recordblocks import RecordTable
+from .records import RecordColumns, block_records
 
 _META_RES = b"m:reservoirs"
 _META_OFFSET = b"m:next_offset"
@@ -38,18 +39,18 @@ class Checkpoint:
 @dataclass
 class RecordChanges:
     """What a checkpoint changes among the payload records: records of items now
-    retained (``records[i]`` for item (put_labels[i], put_keys[i])) and items gone."""
+    retained (row i of ``records`` for item (put_labels[i], put_keys[i])) and items gone."""
 
     put_labels: np.ndarray
     put_keys: np.ndarray
-    records: list[bytes]
+    records: RecordColumns
     del_labels: np.ndarray
     del_keys: np.ndarray
 
     @classmethod
     def none(cls) -> RecordChanges:
         z = np.zeros(0, np.int64)
-        return cls(z, z.astype(np.uint64), [], z, z.astype(np.uint64))
+        return cls(z, z.astype(np.uint64), RecordColumns.empty(), z, z.astype(np.uint64))
 
 
 class PartitionStore(Protocol):
@@ -109,10 +110,11 @@ class RocksPartitionStore:
         )
         wb = WriteBatch(raw_mode=True)
         if plan.new_block is not None:
-            records = list(changes.records)
+            block = RecordColumns.empty()
+            block.extend(changes.records)
             for old, index in plan.moved.items():  # compaction: live records move here
-                records += block_records(self._block(old), index)
-            wb.put(_block_key(plan.new_block), encode_block(records))
+                block.extend(RecordColumns.from_records(block_records(self._block(old), index)))
+            wb.put(_block_key(plan.new_block), block.to_block())
         for b in plan.dead:
             wb.delete(_block_key(b))
         wb.put(_META_TABLE, self.table.to_bytes())

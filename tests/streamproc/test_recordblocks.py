@@ -9,7 +9,23 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamproc.records import RecordColumns, encode_records
 from streamproc.state import Checkpoint, RecordChanges, RocksPartitionStore
+
+
+def _record(step: int, label: int, key: int) -> bytes:
+    """A real record, distinct per (step, item)."""
+    (rec,) = encode_records(
+        np.array([float(step)]),
+        np.array([key]),
+        label,
+        np.full((1, 2), step, np.float32),
+        [[f"l{label}"] * (1 + key % 3)],
+        [f"e{step}-{key}"],
+        [b'{"k": %d}' % key],
+    )
+    return rec
+
 
 items = st.tuples(st.integers(0, 3), st.integers(0, 40))
 checkpoints = st.lists(
@@ -22,7 +38,7 @@ def _changes(puts: dict, dels: set) -> RecordChanges:
     if puts:
         ch.put_labels = np.array([lab for lab, _ in puts], dtype=np.int64)
         ch.put_keys = np.array([key for _, key in puts], dtype=np.uint64)
-        ch.records = list(puts.values())
+        ch.records = RecordColumns.from_records(list(puts.values()))
     if dels:
         ch.del_labels = np.array([lab for lab, _ in dels], dtype=np.int64)
         ch.del_keys = np.array([key for _, key in dels], dtype=np.uint64)
@@ -38,7 +54,7 @@ def test_store_serves_exactly_the_live_records(log) -> None:
         model: dict = {}
         for step, (put_items, del_items) in enumerate(log):
             dels = {i for i in del_items if i not in put_items}
-            puts = {i: f"rec-{step}-{i[0]}-{i[1]}".encode() for i in sorted(put_items)}
+            puts = {i: _record(step, *i) for i in sorted(put_items)}
             store.write_checkpoint(Checkpoint(b"r", step, {}), _changes(puts, dels))
             for i in dels:
                 model.pop(i, None)
