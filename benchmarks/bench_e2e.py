@@ -192,6 +192,8 @@ def run_workers(
         metrics = urllib.request.urlopen(ws[0].url + "/metrics", timeout=5).read().decode()
         cks = float(re.search(r"^strata_checkpoint_duration_seconds_sum (\S+)", metrics, re.M)[1])
         ckn = float(re.search(r"^strata_checkpoint_duration_seconds_count (\S+)", metrics, re.M)[1])
+        bn = float(re.search(r"^strata_batch_duration_seconds_count (\S+)", metrics, re.M)[1])
+        bs = float(re.search(r"^strata_batch_duration_seconds_sum (\S+)", metrics, re.M)[1])
         return {
             "messages": total,
             "seconds": dt,
@@ -204,6 +206,8 @@ def run_workers(
             "rss_mb": rss,
             "checkpoint_mean_ms": 1e3 * cks / max(ckn, 1),
             "checkpoints": ckn,
+            "batches": bn,  # partition batches processed by worker 0 (whole run)
+            "batch_seconds": bs,
         }
     finally:
         for w in ws:
