@@ -71,8 +71,9 @@ def decode_batch(
     status = np.empty(n, np.int8)
     out = np.zeros((n, out_width(dim, cap)), np.int64)
     hard = np.empty((n * (1 + dim), 4), np.int64)
+    aside, max_bytes = raw.kept_aside(), limits.max_event_bytes
     nhard = scan_events(
-        buf, raw.starts, raw.ends, raw.tomb, limits.max_event_bytes, dim, cap, status, out, hard
+        buf, raw.starts, raw.ends, raw.tomb, aside, max_bytes, dim, cap, status, out, hard
     )
     if reference_only:
         status[status == OK] = SLOW

@@ -59,11 +59,11 @@ def out_width(dim: int, cap: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def scan_events(buf, starts, ends, tomb, max_bytes, dim, cap, status, out, hard):
+def scan_events(buf, starts, ends, tomb, aside, max_bytes, dim, cap, status, out, hard):
     """Scan messages ``buf[starts[m]:ends[m]]`` into ``out[m]`` (see the C_* columns) and
-    ``status[m]``; HARD numbers go to ``hard`` rows (message, slot, start, end), slot 0 =
-    ts, 1 + j = feature j. Returns the number of HARD numbers. ``out`` and ``hard`` must
-    be C-contiguous int64."""
+    ``status[m]`` (``aside``: frames kept out of ``buf``); HARD numbers go to ``hard``
+    rows (message, slot, start, end), slot 0 = ts, 1 + j = feature j. Returns the number
+    of HARD numbers. ``out`` and ``hard`` must be C-contiguous int64."""
     stack_arr = np.zeros(MAX_DEPTH, np.uint8)
     # raw pointers into arrays this frame keeps alive (see jsonscan.u8_ptr)
     p = u8_ptr(buf.ctypes.data)
@@ -76,7 +76,7 @@ def scan_events(buf, starts, ends, tomb, max_bytes, dim, cap, status, out, hard)
         if tomb[m]:
             status[m] = TOMBSTONE
             continue
-        if _is_frame(p, s, end):
+        if aside[m] or _is_frame(p, s, end):
             status[m] = FRAME
             continue
         if end - s > max_bytes:

@@ -14,10 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .frames import FRAME_MAGIC
+
+_ASIDE_BYTES = 4_096  # frames at least this large are not copied into the shared buffer
+
 
 @dataclass
 class RawMessages:
-    """Messages of one partition: ``buf[starts[i]:ends[i]]`` is message i's value."""
+    """Messages of one partition: ``buf[starts[i]:ends[i]]`` is message i's value, except
+    for large frames (``aside``), which stay as they are in ``side[pos[i]]`` -- they are
+    decoded column by column and copying them into the buffer cost a second copy of
+    every frame byte."""
 
     offsets: np.ndarray  # int64
     msg_ts: np.ndarray  # float64 seconds; NaN when the message carries no timestamp
@@ -25,6 +32,10 @@ class RawMessages:
     starts: np.ndarray  # int64
     ends: np.ndarray  # int64
     tomb: np.ndarray  # bool: the value is null (a tombstone)
+    aside: np.ndarray | None = None  # bool: a large frame kept out of ``buf``
+    pos: np.ndarray | None = None  # int64: position in the consumed batch (key of side)
+    side: dict[int, bytes] | None = None
+    sizes: np.ndarray | None = None  # int64 value sizes (aside frames included)
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -36,7 +47,12 @@ class RawMessages:
     def value(self, i: int) -> bytes | None:
         if self.tomb[i]:
             return None
+        if self.aside is not None and self.aside[i]:
+            return self.side[int(self.pos[i])]
         return self.buf[int(self.starts[i]) : int(self.ends[i])]
+
+    def kept_aside(self) -> np.ndarray:
+        return self.aside if self.aside is not None else np.zeros(len(self), dtype=bool)
 
     def timestamp(self, i: int) -> float | None:
         t = float(self.msg_ts[i])
@@ -44,6 +60,7 @@ class RawMessages:
 
     def select(self, idx: np.ndarray) -> RawMessages:
         """The messages at ``idx`` (indexes or a boolean mask); the buffer is shared."""
+        some = self.aside is not None
         return RawMessages(
             self.offsets[idx],
             self.msg_ts[idx],
@@ -51,13 +68,17 @@ class RawMessages:
             self.starts[idx],
             self.ends[idx],
             self.tomb[idx],
+            self.aside[idx] if some else None,
+            self.pos[idx] if some else None,
+            self.side,
+            self.sizes[idx] if some else None,
         )
 
     def chunks(self, max_bytes: int) -> list[RawMessages]:
         """Consecutive slices of at most ``max_bytes`` of values each (at least one
         message per slice), so that a batch of large frames is decoded in cache-sized
         pieces rather than as one multi-gigabyte set of columns."""
-        sizes = np.cumsum(self.ends - self.starts)
+        sizes = np.cumsum(self.sizes if self.sizes is not None else self.ends - self.starts)
         if not sizes.shape[0] or sizes[-1] <= max_bytes:
             return [self]
         out, lo = [], 0
@@ -78,15 +99,28 @@ class RawMessages:
             tomb = np.fromiter((v is None for v in values), dtype=bool, count=n)
             values = [b"" if v is None else v for v in values]
         lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        big = np.flatnonzero(lens >= _ASIDE_BYTES).tolist()
+        side = {i: values[i] for i in big if values[i].startswith(FRAME_MAGIC)}
+        if side:
+            values = list(values)
+            aside = np.zeros(n, dtype=bool)
+            aside[list(side)] = True
+            sizes = lens.copy()
+            for i in side:
+                values[i] = b""
+            lens[aside] = 0
         ends = np.cumsum(lens)
-        return cls(
-            np.array(offsets, dtype=np.int64),
-            msg_ts,
-            b"".join(values),
-            ends - lens,
-            ends,
-            tomb,
+        raw = cls(
+            np.array(offsets, dtype=np.int64), msg_ts, b"".join(values), ends - lens, ends, tomb
         )
+        if side:
+            raw.aside, raw.pos, raw.side, raw.sizes = (
+                aside,
+                np.arange(n, dtype=np.int64),
+                side,
+                sizes,
+            )
+        return raw
 
     @classmethod
     def from_tuples(cls, msgs: list[tuple[int, bytes | None, float | None]]) -> RawMessages:

@@ -55,7 +55,19 @@ def _fast_share(values: list[bytes]) -> float:
     status = np.empty(n, np.int8)
     out = np.zeros((n, out_width(dim, cap)), np.int64)
     hard = np.zeros((n * (1 + dim), 4), np.int64)
-    scan_events(raw.array, raw.starts, raw.ends, raw.tomb, 2_000, dim, cap, status, out, hard)
+    scan_events(
+        raw.array,
+        raw.starts,
+        raw.ends,
+        raw.tomb,
+        raw.kept_aside(),
+        2_000,
+        dim,
+        cap,
+        status,
+        out,
+        hard,
+    )
     return float((status == OK).mean())
 
 
