@@ -4,7 +4,7 @@ batch consume + decode ceiling. Also worker RSS, checkpoint cost, and scaling fr
 partitions and from 1 to 2 workers.
 
 Rates are measured from the first consumed event until every partition's last event is
-*checkpointed* (state written, offset committed), so start-up and group joins are not
+*checkpointed and committed* (state written, offset committed), so start-up and group joins are not
 counted and checkpoints are. Events are small JSON objects (~180 bytes) of 12 Zipf-skewed labels.
 """
 
@@ -170,7 +170,7 @@ def run_workers(
     try:
         for w in ws:
             w.wait_ready(120)
-        pred = processed_all(next_offsets, field="checkpointed_offset")  # durable
+        pred = processed_all(next_offsets, field="committed_offset")  # durable + committed
         t0 = None
         rss = 0.0
         deadline = time.monotonic() + 600

@@ -127,6 +127,7 @@ def _status(loop: IngestLoop) -> dict:
             str(p): {
                 "next_offset": proc.next_offset,
                 "checkpointed_offset": proc.checkpointed_offset,
+                "committed_offset": proc.committed_offset,
                 **proc.counters,
             }
             for p, proc in sorted(dict(loop.processors).items())

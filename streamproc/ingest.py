@@ -159,15 +159,19 @@ class IngestLoop:
             self._consumer.commit(offsets=tps, asynchronous=False)  # (3)
         except Exception as e:  # the checkpoint is the truth; a failed commit only costs a replay
             log.warning("offset commit failed (state is checkpointed, replay is safe): %s", e)
+            committed = False
         else:
-            now = time.time()
-            for proc in procs:
-                self.health.committed(proc.partition, now)
-                self.metrics.committed_at.labels(str(proc.partition)).set(now)
+            committed = True
         self.stats.checkpoints += len(procs)
         dt = time.perf_counter() - t
         self.stats.checkpoint_seconds += dt
         self.metrics.checkpoint_seconds.observe(dt)
+        if committed:
+            now = time.time()
+            for proc, tp in zip(procs, tps, strict=True):
+                self.health.committed(proc.partition, now)
+                self.metrics.committed_at.labels(str(proc.partition)).set(now)
+                proc.committed_offset = tp.offset
 
     def _dead_letter(self, rejects: list[Reject]) -> None:
         topic = self.settings.events_topic

@@ -75,6 +75,7 @@ class PartitionProcessor:
         self._batches: list[DecodedBatch] = []
         self.since_checkpoint = 0
         self.checkpointed_offset = self.next_offset  # durable in the store
+        self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
         self.last_checkpoint = time.monotonic()
         self.last_batch: DecodedBatch | None = None
 

@@ -117,7 +117,8 @@ class WorkerProcess:
 
 def processed_all(next_offsets: dict[int, int], field: str = "next_offset"):
     """Predicate on merged statuses: every partition processed up to the given offsets
-    (``field="checkpointed_offset"``: and checkpointed)."""
+    (``field="checkpointed_offset"``: and checkpointed; ``"committed_offset"``: and
+    committed to Kafka)."""
 
     def pred(statuses: list[dict]) -> bool:
         seen: dict[str, int] = {}
