@@ -21,7 +21,13 @@ import orjson
 from sampler.errors import StateError
 
 from .recordblocks import RecordTable
-from .records import RecordColumns, block_records
+from .records import (
+    RecordColumns,
+    block_records,
+    decode_record,
+    encode_records,
+    parse_payload_key,
+)
 
 _META_RES = b"m:reservoirs"
 _META_OFFSET = b"m:next_offset"
@@ -90,6 +96,51 @@ class RocksPartitionStore:
         self.path = path
         table = self._db.get(_META_TABLE)
         self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+        if table is None:
+            self._migrate_per_record_payloads()
+
+    def _migrate_per_record_payloads(self) -> None:
+        """Stores written by earlier versions kept one ``p:<label>\0<key>`` entry per
+        retained item; move them into a record block, in one atomic write batch."""
+        from rocksdict import WriteBatch
+
+        from sampler import LabelReservoirs
+
+        legacy = {}
+        it = self._db.iter()
+        it.seek(b"p:")
+        while it.valid() and bytes(it.key()).startswith(b"p:"):
+            legacy[bytes(it.key())] = bytes(it.value())
+            it.next()
+        res = self._db.get(_META_RES)
+        if not legacy or res is None:
+            return
+        ids = {n: i for i, n in enumerate(LabelReservoirs.from_bytes(bytes(res)).names)}
+        labels, keys, records = [], [], []
+        for pk, rec in legacy.items():
+            name, key = parse_payload_key(pk)
+            d = decode_record(rec)
+            labels.append(ids[name])
+            keys.append(key)
+            records += encode_records(
+                np.array([d["ts"]]),
+                np.array([d["offset"]]),
+                int(d["partition"]),
+                np.array([d["features"]], dtype=np.float32),
+                [d["labels"]],
+                [d["id"]],
+                [d["payload"]],
+            )
+        plan = self.table.apply(
+            np.array(labels, np.int64), np.array(keys, np.uint64), len(records),
+            np.zeros(0, np.int64), np.zeros(0, np.uint64),
+        )  # fmt: skip
+        wb = WriteBatch(raw_mode=True)
+        wb.put(_block_key(plan.new_block), RecordColumns.from_records(records).to_block())
+        wb.put(_META_TABLE, self.table.to_bytes())
+        for pk in legacy:
+            wb.delete(pk)
+        self._db.write(wb, self._wopts)
 
     def load_checkpoint(self) -> Checkpoint | None:
         res = self._db.get(_META_RES)

@@ -74,3 +74,39 @@ def test_store_serves_exactly_the_live_records(log) -> None:
             written = sum(store.table.block_sizes.values())
             assert written <= 2 * len(model) + len(puts)
         store.close()
+
+
+def test_stores_of_earlier_versions_are_migrated(tmp_path: Path) -> None:
+    """One ``p:`` entry per record (JSON header + payload), as earlier versions wrote."""
+    import orjson
+    from rocksdict import Options, Rdict
+
+    from sampler import LabelReservoirs, QuotaPolicy
+    from streamproc.records import decode_record, payload_key
+
+    res = LabelReservoirs(QuotaPolicy(max_labels=4))
+    res.encode(["a", "b"])
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    db = Rdict(str(tmp_path / "s"), options=opts)
+    db[b"m:reservoirs"] = res.to_bytes()
+    db[b"m:next_offset"] = (7).to_bytes(8, "big")
+    db[b"m:counters"] = b"{}"
+    old = {}
+    for label, key in (("a", 1), ("b", 2)):
+        head = {"id": f"e{key}", "ts": 1.5, "labels": [label], "features": [1.0, 2.0],
+                "offset": key, "partition": 0}  # fmt: skip
+        old[(label, key)] = orjson.dumps(head) + b"\n" + b'{"x": 1}'
+        db[payload_key(label, key)] = old[(label, key)]
+    db.close()
+    store = RocksPartitionStore(tmp_path / "s")
+    assert store.count_payloads() == 2
+    got = store.get_records(np.array([0, 1]), np.array([1, 2], np.uint64))
+    for rec, (label, key) in zip(got, old, strict=True):
+        d = decode_record(rec)
+        assert (d["labels"], d["id"], d["payload"]) == ([label], f"e{key}", b'{"x": 1}')
+    store.close()
+    # the legacy entries are gone and a reopen reads the block
+    store = RocksPartitionStore(tmp_path / "s")
+    assert store.count_payloads() == 2 and store.load_checkpoint().next_offset == 7
+    store.close()
