@@ -40,14 +40,6 @@ def parse_payload_key(pk: bytes) -> tuple[str, int]:
     return pk[2:-9].decode(), struct.unpack(">Q", pk[-8:])[0]
 
 
-def payload_keys(names: list[str], label_ids: np.ndarray, keys: np.ndarray) -> list[bytes]:
-    """:func:`payload_key` of many items."""
-    lids = np.asarray(label_ids).tolist()
-    prefix = {lid: b"p:" + names[lid].encode() + b"\0" for lid in set(lids)}
-    kb = np.asarray(keys, dtype=">u8").tobytes()
-    return [prefix[lid] + kb[8 * i : 8 * i + 8] for i, lid in enumerate(lids)]
-
-
 def label_blob(labels: list[str]) -> bytes:
     """The labels part of a record."""
     return b"".join(struct.pack("<H", len(e)) + e for e in (x.encode() for x in labels))
