@@ -10,7 +10,17 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["columns", "messages", "records", "keys", "frames", "pii", "agreement"],
+    [
+        "columns",
+        "messages",
+        "records",
+        "recordblocks",
+        "changes",
+        "keys",
+        "frames",
+        "pii",
+        "agreement",
+    ],
 )
 def test_docstring_examples(module: str) -> None:
     mod = importlib.import_module(f"streamproc.{module}")
