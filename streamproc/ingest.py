@@ -327,7 +327,7 @@ class IngestLoop:
                 due = [
                     p
                     for p in self.processors.values()
-                    if p.due(s.checkpoint_every_events, s.checkpoint_every_s)
+                    if p.due(s.checkpoint_every_events, s.checkpoint_every_s, s.max_pending_bytes)
                 ]
                 self._checkpoint(due)
                 if self.drift is not None and self.drift.due():
@@ -376,7 +376,9 @@ class IngestLoop:
             self.stats.rejected += len(rejects)
             self._dead_letter(rejects)
         s = self.settings
-        if proc.due(s.checkpoint_every_events, s.checkpoint_every_s):  # bounds what a
+        if proc.due(
+            s.checkpoint_every_events, s.checkpoint_every_s, s.max_pending_bytes
+        ):  # bounds what a
             self._checkpoint([proc])  # partition holds in memory within one large batch
         return True
 

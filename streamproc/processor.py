@@ -73,6 +73,7 @@ class PartitionProcessor:
         # retained-set changes since the checkpoint; admitted rows point into _batches
         self._changes = RetainedChanges()
         self._batches: list[DecodedBatch] = []
+        self.pending_bytes = 0  # memory the pending admissions keep alive
         self.since_checkpoint = 0
         self.checkpointed_offset = self.next_offset  # durable in the store
         self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
@@ -116,10 +117,14 @@ class PartitionProcessor:
         self._evict(out)
         if out.admitted.size:
             # Records are written at the checkpoint, for the admitted events still retained
-            # then: until then an admission is an entry in the change log.
+            # then: until then an admission is an entry in the change log pointing at a row
+            # of a slim copy of the batch (only its admitted rows).
             r = out.admitted
-            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._batches), ev[r])
-            self._batches.append(b)
+            kept, row = np.unique(ev[r], return_inverse=True)
+            slim = b.subset(kept)
+            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._batches), row)
+            self._batches.append(slim)
+            self.pending_bytes += slim.retained_bytes()
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
             r = np.flatnonzero(b.relabel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
@@ -178,13 +183,17 @@ class PartitionProcessor:
         self.store.write_checkpoint(ckpt, changes)
         self._changes.clear()
         self._batches = []
+        self.pending_bytes = 0
         self.checkpointed_offset = self.next_offset
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return ckpt
 
-    def due(self, every_events: int, every_s: float) -> bool:
+    def due(
+        self, every_events: int, every_s: float, max_pending_bytes: float = float("inf")
+    ) -> bool:
         return self.since_checkpoint > 0 and (
             self.since_checkpoint >= every_events
             or time.monotonic() - self.last_checkpoint >= every_s
+            or self.pending_bytes >= max_pending_bytes
         )

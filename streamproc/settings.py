@@ -30,8 +30,10 @@ class Settings:
     group_id: str = "stratastream"
     state_dir: Path = Path("state")
     snapshot_dir: Path = Path("snapshots")
-    checkpoint_every_events: int = 500_000
+    checkpoint_every_events: int = 2_000_000
     checkpoint_every_s: float = 5.0
+    # memory a partition's pending admissions may keep alive before a checkpoint
+    checkpoint_max_pending_mb: float = 64.0
     # fsync RocksDB's write-ahead log at every checkpoint; off, a killed process loses
     # nothing and an OS crash can only send a partition back to an earlier checkpoint
     state_sync: bool = False
@@ -93,6 +95,7 @@ class Settings:
             "partitions",
             "checkpoint_every_events",
             "checkpoint_every_s",
+            "checkpoint_max_pending_mb",
             "snapshot_every_s",
             "snapshot_retention",
             "feature_dim",
@@ -161,6 +164,10 @@ class Settings:
             actions=tuple(self.drift_actions),
             seed=self.sampler_seed,
         )
+
+    @property
+    def max_pending_bytes(self) -> float:
+        return self.checkpoint_max_pending_mb * (1 << 20)
 
     def scrubber(self):
         from .pii import PiiScrubber
