@@ -122,11 +122,14 @@ class DecodedBatch:
             relabel=None if self.relabel is None else self.relabel[rows],
         )
 
-    def retained_bytes(self) -> int:
-        """Memory this batch keeps alive: its columns and the buffers they read."""
+    def retained_bytes(self, shared: bytes | None = None, share: int = 0) -> int:
+        """Memory this batch keeps alive: its columns and the buffers they read. A buffer
+        shared with other partitions' batches (``shared``) counts as ``share`` bytes."""
         bufs: dict[int, int] = {}
         buffer_bytes(self.ids, bufs)
         buffer_bytes(self.payloads, bufs)
+        if shared is not None and id(shared) in bufs:
+            bufs[id(shared)] = share
         arrays = (self.offsets, self.ts, self.keys, self.label_codes, self.label_offsets)
         return sum(a.nbytes for a in arrays) + self.features.nbytes + sum(bufs.values())
 

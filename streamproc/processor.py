@@ -74,6 +74,7 @@ class PartitionProcessor:
         self._changes = RetainedChanges()
         self._batches: list[DecodedBatch] = []
         self.pending_bytes = 0  # memory the pending admissions keep alive
+        self._share: tuple[bytes | None, int] = (None, 0)
         self.since_checkpoint = 0
         self.checkpointed_offset = self.next_offset  # durable in the store
         self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
@@ -95,6 +96,8 @@ class PartitionProcessor:
                 return []
             raw = raw.select(fresh)
         batch = decode_batch(self.topic, self.partition, raw, self.limits, self.scrub)
+        # this partition's part of the consumed batch's shared buffer
+        self._share = (raw.buf, int((raw.ends - raw.starts).sum()))
         self._apply(batch)
         self.last_batch = batch
         self.next_offset = int(raw.offsets.max()) + 1
@@ -124,7 +127,7 @@ class PartitionProcessor:
             slim = b.subset(kept)
             self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._batches), row)
             self._batches.append(slim)
-            self.pending_bytes += slim.retained_bytes()
+            self.pending_bytes += slim.retained_bytes(*self._share)
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
             r = np.flatnonzero(b.relabel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
