@@ -167,6 +167,11 @@ def test_sigkill_restart_and_two_workers_match_an_uninterrupted_run(deployment) 
     assert owned[0] and owned[1] and not owned[0] & owned[1]
     for w in duo:
         _snapshot_or_partial(w)
+    # the second export sees every partition's shard and merges them (shards are counted
+    # before the merge finishes, so wait for the snapshot itself)
+    deadline = time.monotonic() + 60
+    while latest_version(deployment.root / "snap-duo") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert latest_version(deployment.root / "snap-duo") == ref_version
     m = _manifest(deployment.root / "snap-duo", ref_version)
     assert sum(m.seen.values()) == rep.events
