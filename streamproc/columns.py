@@ -22,7 +22,31 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class _SpanColumn(Sequence):
+class _Column(Sequence):
+    """Index checks and list equality shared by the lazy columns; ``_get`` reads row i."""
+
+    def _get(self, i: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        return self._get(i)
+
+    def __eq__(self, other: object) -> bool:  # compares as the list of its values
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _SpanColumn(_Column):
     def __init__(
         self, buf: bytes, starts: np.ndarray, ends: np.ndarray, overrides: dict[int, object]
     ) -> None:
@@ -37,27 +61,13 @@ class _SpanColumn(Sequence):
     def _decode(self, raw: bytes):
         return raw
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(i)
+    def _get(self, i: int):
         if i in self.overrides:
             return self.overrides[i]
         s = int(self.starts[i])
         if s < 0:
             return self._missing(i)
         return self._decode(self.buf[s : int(self.ends[i])])
-
-    def __eq__(self, other: object) -> bool:  # compares as the list of its values
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
@@ -169,7 +179,7 @@ class IdColumn(_SpanColumn):
         return raw.decode()  # UTF-8, checked when the batch was decoded
 
 
-class ChainColumn(Sequence):
+class ChainColumn(_Column):
     """Several columns read as one (the parts of a batch: JSON messages, frames)."""
 
     def __init__(self, parts: list[Sequence]) -> None:
@@ -179,23 +189,9 @@ class ChainColumn(Sequence):
     def __len__(self) -> int:
         return int(self.bounds[-1])
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(i)
+    def _get(self, i: int):
         k = int(np.searchsorted(self.bounds, i, side="right")) - 1
         return self.parts[k][i - int(self.bounds[k])]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def take(self, rows: list[int]) -> list:
         r = np.asarray(rows, dtype=np.int64)

@@ -267,6 +267,20 @@ def _literal(buf, i, end, a, b, c, d):
 
 
 @njit(cache=True)
+def _member_key(buf, i, end):
+    """At an object member: index after its ``"key" :``, or -1."""
+    if i >= end or buf[i] != 34:
+        return -1
+    i = _string(buf, i, end)
+    if i < 0:
+        return -1
+    i = _ws(buf, i, end)
+    if i >= end or buf[i] != 58:
+        return -1
+    return i + 1
+
+
+@njit(cache=True)
 def skip_value(buf, i, end, stack):
     """Index after the JSON value at ``buf[i]`` (any kind, validated), or -1. ``buf`` and
     ``stack`` (MAX_DEPTH bytes of scratch) are pointers (:data:`u8_ptr`)."""
@@ -289,15 +303,9 @@ def skip_value(buf, i, end, stack):
                 depth += 1
                 opened = True
                 if c == 123:  # first key
-                    if i >= end or buf[i] != 34:
-                        return -1
-                    i = _string(buf, i, end)
+                    i = _member_key(buf, i, end)
                     if i < 0:
                         return -1
-                    i = _ws(buf, i, end)
-                    if i >= end or buf[i] != 58:
-                        return -1
-                    i += 1
         elif c == 34:
             i = _string(buf, i, end)
             if i < 0:
@@ -327,15 +335,9 @@ def skip_value(buf, i, end, stack):
             if c == 44:  # ,
                 i = _ws(buf, i + 1, end)
                 if top == 123:
-                    if i >= end or buf[i] != 34:
-                        return -1
-                    i = _string(buf, i, end)
+                    i = _member_key(buf, i, end)
                     if i < 0:
                         return -1
-                    i = _ws(buf, i, end)
-                    if i >= end or buf[i] != 58:
-                        return -1
-                    i += 1
                 break
             if (c == 125 and top == 123) or (c == 93 and top == 91):
                 depth -= 1
