@@ -13,6 +13,9 @@ reference decoder, or scrubbed) takes its value from ``overrides``.
 [b'[1]', b'null']
 >>> ChainColumn([ids, ["x"]]).take([2, 0])
 ['x', 'e1']
+>>> kept = PackedColumn(pack(ids, np.array([1, 0])), text=True)  # copied out of ``buf``
+>>> list(kept)
+['events/0/4', 'e1']
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from .packed import Packed
 
 
 class _Column(Sequence):
@@ -95,6 +100,8 @@ def take_bytes(column, rows: list[int]) -> list[bytes]:
         buf = column.buf
         starts, ends = column.starts[rows].tolist(), column.ends[rows].tolist()
         return [buf[s:e] if s >= 0 else b"null" for s, e in zip(starts, ends, strict=True)]
+    if isinstance(column, PackedColumn):
+        return column.packed.take(np.asarray(rows, dtype=np.int64)).values()
     if isinstance(column, ChainColumn):
         r = np.asarray(rows, dtype=np.int64)
         part = np.searchsorted(column.bounds, r, side="right") - 1
@@ -116,8 +123,37 @@ def take_bytes(column, rows: list[int]) -> list[bytes]:
     return [v.encode() if isinstance(v, str) else bytes(v) for v in vals]
 
 
+def pack(column, rows: np.ndarray) -> Packed:
+    """The values of ``rows`` as bytes (ids as UTF-8), copied back to back: spans of a
+    batch buffer in one numba pass, only overridden or derived values one by one."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(column, PackedColumn):
+        return column.packed.take(rows)
+    if isinstance(column, _SpanColumn):
+        starts, ends = column.starts[rows], column.ends[rows]
+        direct = starts >= 0
+        if column.overrides:
+            direct &= ~np.isin(rows, np.fromiter(column.overrides, np.int64))
+        if direct.all():
+            return Packed.spans(column.buf, starts, ends)
+        extra = take_bytes(column, rows[~direct].tolist())
+        return Packed.mixed(column.buf, starts, ends, direct, extra)
+    if isinstance(column, ChainColumn):
+        part = np.searchsorted(column.bounds, rows, side="right") - 1
+        if (np.diff(part) >= 0).all():  # rows in part order: pack part by part
+            return Packed.concat(
+                [
+                    pack(column.parts[k], rows[part == k] - int(column.bounds[k]))
+                    for k in np.unique(part).tolist()
+                ]
+            )
+    return Packed.of(take_bytes(column, rows.tolist()))
+
+
 def subset(column, rows: np.ndarray):
     """The column restricted to ``rows`` (ascending), still reading the same buffers."""
+    if isinstance(column, PackedColumn):
+        return PackedColumn(column.packed.take(rows), column.text)
     if isinstance(column, _SpanColumn):
         pos = {int(i): t for t, i in enumerate(rows.tolist())} if column.overrides else {}
         over = {pos[i]: v for i, v in column.overrides.items() if i in pos}
@@ -144,7 +180,9 @@ def subset(column, rows: np.ndarray):
 
 def buffer_bytes(column, seen: dict[int, int]) -> None:
     """Sizes of the buffers a column keeps alive, by identity, into ``seen``."""
-    if isinstance(column, _SpanColumn):
+    if isinstance(column, PackedColumn):
+        seen[id(column.packed)] = column.packed.nbytes + column.packed.offsets.nbytes
+    elif isinstance(column, _SpanColumn):
         seen[id(column.buf)] = len(column.buf)
     elif isinstance(column, ChainColumn):
         for part in column.parts:
@@ -203,3 +241,22 @@ class ChainColumn(_Column):
             for j, v in zip(at.tolist(), vals, strict=True):
                 out[j] = v
         return out
+
+
+class PackedColumn(_Column):
+    """Values of some rows copied out of their batch (see :func:`pack`): bytes, or
+    text (ids) decoded from UTF-8 when read."""
+
+    def __init__(self, packed: Packed, text: bool) -> None:
+        self.packed, self.text = packed, text
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def _get(self, i: int):
+        v = self.packed[i]
+        return v.decode() if self.text else v
+
+    def take(self, rows: list[int]) -> list:
+        vals = self.packed.take(np.asarray(rows, dtype=np.int64)).values()
+        return [v.decode() for v in vals] if self.text else vals

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from .columns import ChainColumn, buffer_bytes, subset
+from .columns import ChainColumn, PackedColumn, buffer_bytes, pack
 from .keys import event_keys
 
 MAX_LABEL_CHARS = 128
@@ -101,8 +101,8 @@ class DecodedBatch:
         return [[v[x] for x in c[a:b]] for a, b in zip(lo, hi, strict=True)]
 
     def subset(self, rows: np.ndarray) -> DecodedBatch:
-        """The rows ``rows`` (ascending) as a batch of their own; ids and payloads still
-        point into the same buffers (see :meth:`retained_bytes`)."""
+        """The rows ``rows`` (ascending) as a batch of their own. Ids and payloads are
+        copied out back to back, so the subset keeps no consumed batch buffer alive."""
         lo, hi = self.label_offsets[rows], self.label_offsets[rows + 1]
         counts = hi - lo
         offs = np.zeros(rows.shape[0] + 1, dtype=np.int64)
@@ -117,19 +117,16 @@ class DecodedBatch:
             self.label_codes[at],
             offs,
             self.features[rows],
-            subset(self.payloads, rows),
-            subset(self.ids, rows),
+            PackedColumn(pack(self.payloads, rows), text=False),
+            PackedColumn(pack(self.ids, rows), text=True),
             relabel=None if self.relabel is None else self.relabel[rows],
         )
 
-    def retained_bytes(self, shared: bytes | None = None, share: int = 0) -> int:
-        """Memory this batch keeps alive: its columns and the buffers they read. A buffer
-        shared with other partitions' batches (``shared``) counts as ``share`` bytes."""
+    def retained_bytes(self) -> int:
+        """Memory this batch keeps alive: its columns and the buffers they read."""
         bufs: dict[int, int] = {}
         buffer_bytes(self.ids, bufs)
         buffer_bytes(self.payloads, bufs)
-        if shared is not None and id(shared) in bufs:
-            bufs[id(shared)] = share
         arrays = (self.offsets, self.ts, self.keys, self.label_codes, self.label_offsets)
         return sum(a.nbytes for a in arrays) + self.features.nbytes + sum(bufs.values())
 

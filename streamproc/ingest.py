@@ -38,8 +38,12 @@ from .snapshot import (
     write_shard,
 )
 from .state import Checkpoint, RocksPartitionStore
+from .warmup import warm_up
 
 log = logging.getLogger(__name__)
+
+_IDLE_S = 0.1  # no message for this long: checkpoint what was processed
+_BUSY_TIMEOUT_S = 0.01  # consume timeout while messages flow
 
 
 @dataclass
@@ -302,6 +306,7 @@ class IngestLoop:
         from confluent_kafka import Consumer, Producer
 
         s = self.settings
+        log.info("hot path warmed up in %.2f s (compiled kernels loaded)", warm_up(s))
         self._producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         self._consumer = Consumer(consumer_config(self.bootstrap, s.group_id))
         self._consumer.subscribe(
@@ -316,12 +321,21 @@ class IngestLoop:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         self.health.mark_running(True)
+        last_message, timeout = time.monotonic(), _IDLE_S
         try:
             while not self.stop_event.is_set():
-                msgs = self._consumer.consume(self.batch_size, 0.1)
+                # librdkafka waits the whole timeout for a batch to fill: short while messages
+                # flow (a partial batch is not held back), up to the idle mark otherwise
+                msgs = self._consumer.consume(self.batch_size, timeout)
                 self._handle(msgs)
-                if not msgs:  # idle: make what was processed durable now
+                now = time.monotonic()
+                if msgs:
+                    last_message, timeout = now, _BUSY_TIMEOUT_S
+                elif now - last_message >= _IDLE_S:  # idle: make what was processed durable
                     self._checkpoint([p for p in self.processors.values() if p.since_checkpoint])
+                    timeout = _IDLE_S
+                else:  # wake up when the idle mark is reached
+                    timeout = max(_BUSY_TIMEOUT_S, _IDLE_S - (now - last_message))
                 if time.monotonic() - self._summary_at > 0.5:
                     self._publish_summary()
                 due = [

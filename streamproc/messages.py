@@ -134,8 +134,10 @@ def by_partition(msgs: list) -> dict[int, RawMessages]:
     if not msgs:
         return {}
     parts = np.array([m.partition() for m in msgs], dtype=np.int32)
-    stamps = np.array([m.timestamp() for m in msgs], dtype=np.float64).reshape(-1, 2)
-    msg_ts = np.where(stamps[:, 0] != 0, stamps[:, 1] / 1e3, np.nan)
+    # (type, ms) tuples would be converted to an array pair by pair; the milliseconds
+    # alone convert in one pass (librdkafka reports -1 where no timestamp is available)
+    ms = np.array([m.timestamp()[1] for m in msgs], dtype=np.float64)
+    msg_ts = np.where(ms >= 0, ms / 1e3, np.nan)
     raw = RawMessages.from_values([m.offset() for m in msgs], [m.value() for m in msgs], msg_ts)
     first, last = int(parts.min()), int(parts.max())
     if first == last:

@@ -21,11 +21,12 @@ import numpy as np
 
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
 
-from .changes import Items, RetainedChanges
-from .columns import take_bytes
+from .changes import RetainedChanges
+from .columns import pack
 from .decoding import decode_batch
 from .events import DecodedBatch, Limits, Reject
 from .messages import RawMessages
+from .packed import Packed
 from .records import RecordColumns, label_blob
 from .state import Checkpoint, PartitionStore, RecordChanges
 
@@ -70,11 +71,10 @@ class PartitionProcessor:
                 )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
-        # retained-set changes since the checkpoint; admitted rows point into _batches
+        # retained-set changes since the checkpoint; admissions point into _pending
         self._changes = RetainedChanges()
-        self._batches: list[DecodedBatch] = []
+        self._pending = RecordColumns.empty()  # records of the admitted events
         self.pending_bytes = 0  # memory the pending admissions keep alive
-        self._share: tuple[bytes | None, int] = (None, 0)
         self.since_checkpoint = 0
         self.checkpointed_offset = self.next_offset  # durable in the store
         self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
@@ -96,8 +96,6 @@ class PartitionProcessor:
                 return []
             raw = raw.select(fresh)
         batch = decode_batch(self.topic, self.partition, raw, self.limits, self.scrub)
-        # this partition's part of the consumed batch's shared buffer
-        self._share = (raw.buf, int((raw.ends - raw.starts).sum()))
         self._apply(batch)
         self.last_batch = batch
         self.next_offset = int(raw.offsets.max()) + 1
@@ -119,15 +117,16 @@ class PartitionProcessor:
         self.counters["rows"] += int(ev.shape[0])
         self._evict(out)
         if out.admitted.size:
-            # Records are written at the checkpoint, for the admitted events still retained
-            # then: until then an admission is an entry in the change log pointing at a row
-            # of a slim copy of the batch (only its admitted rows).
+            # An admitted event's payload record is built now, for the batch at once, and
+            # kept pending (the consumed batch's buffer is freed); the checkpoint writes
+            # the pending records of the items still retained then. The change log points
+            # each admission at its pending record.
             r = out.admitted
             kept, row = np.unique(ev[r], return_inverse=True)
-            slim = b.subset(kept)
-            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._batches), row)
-            self._batches.append(slim)
-            self.pending_bytes += slim.retained_bytes(*self._share)
+            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._pending) + row)
+            recs = self._record_columns(b, kept)
+            self._pending.extend(recs)
+            self.pending_bytes += recs.nbytes
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
             r = np.flatnonzero(b.relabel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
@@ -135,40 +134,24 @@ class PartitionProcessor:
     def _evict(self, out) -> None:
         self._changes.evict(out.evicted_labels, out.evicted_keys)
 
-    def _records(self, puts: Items) -> RecordChanges:
-        """Payload records of the admitted items still retained, built batch by batch."""
-        changes = RecordChanges.none()
-        labels, keys = [], []
-        order = np.argsort(puts.batches, kind="stable")
-        bounds = np.flatnonzero(np.diff(puts.batches[order])) + 1
-        for sel in np.split(order, bounds) if order.size else []:
-            sel = sel[np.argsort(puts.rows[sel], kind="stable")]  # rows in batch order
-            b = self._batches[int(puts.batches[sel[0]])]
-            idx = puts.rows[sel]
-            rows = idx.tolist()
-            lo, hi = b.label_offsets[idx], b.label_offsets[idx + 1]
-            if ((hi - lo) == 1).all():  # one label per row: one blob per vocabulary entry
-                vocab = [label_blob([x]) for x in b.label_vocab]
-                blobs = [vocab[c] for c in b.label_codes[lo].tolist()]
-            else:
-                blobs = [label_blob(x) for x in b.labels_take(rows)]
-            changes.records.extend(
-                RecordColumns.pack(
-                    b.ts[idx],
-                    b.offsets[idx],
-                    self.partition,
-                    b.features[idx],
-                    hi - lo,
-                    blobs,
-                    take_bytes(b.ids, rows),
-                    take_bytes(b.payloads, rows),
-                )
-            )
-            labels.append(puts.labels[sel])
-            keys.append(puts.keys[sel])
-        if labels:
-            changes.put_labels, changes.put_keys = np.concatenate(labels), np.concatenate(keys)
-        return changes
+    def _record_columns(self, b: DecodedBatch, idx: np.ndarray) -> RecordColumns:
+        """Payload records of rows ``idx`` of a batch, column by column."""
+        lo, hi = b.label_offsets[idx], b.label_offsets[idx + 1]
+        if ((hi - lo) == 1).all():  # one label per row: one blob per vocabulary entry
+            vocab = Packed.of([label_blob([x]) for x in b.label_vocab])
+            blobs = vocab.take(b.label_codes[lo])
+        else:
+            blobs = Packed.of([label_blob(x) for x in b.labels_take(idx.tolist())])
+        return RecordColumns.pack(
+            b.ts[idx],
+            b.offsets[idx],
+            self.partition,
+            b.features[idx],
+            hi - lo,
+            blobs,
+            pack(b.ids, idx),
+            pack(b.payloads, idx),
+        )
 
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may
@@ -181,11 +164,12 @@ class PartitionProcessor:
     def checkpoint(self) -> Checkpoint:
         ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))
         puts, gone = self._changes.resolve()
-        changes = self._records(puts)
-        changes.del_labels, changes.del_keys = gone.labels, gone.keys
+        changes = RecordChanges(
+            puts.labels, puts.keys, self._pending.take(puts.rows), gone.labels, gone.keys
+        )
         self.store.write_checkpoint(ckpt, changes)
         self._changes.clear()
-        self._batches = []
+        self._pending = RecordColumns.empty()
         self.pending_bytes = 0
         self.checkpointed_offset = self.next_offset
         self.since_checkpoint = 0

@@ -24,6 +24,8 @@ import orjson
 
 from sampler.errors import StateError
 
+from .packed import Packed
+
 MAGIC = b"R1"
 _HEAD = struct.Struct("<2sdqiHHI")
 
@@ -67,46 +69,39 @@ def encode_records(
         partition,
         features,
         np.array([len(x) for x in labels], dtype=np.int64),
-        lbs,
-        [x.encode() for x in ids],
-        [bytes(p) for p in payloads],
+        Packed.of(lbs),
+        Packed.of([x.encode() for x in ids]),
+        Packed.of([bytes(p) for p in payloads]),
     )
     return cols.records(list(range(len(cols))))
 
 
 class RecordColumns:
-    """Records kept as four columns (fixed head, labels, id, payload), so that many are
-    built without a Python operation per record: heads in one numpy pass, the variable
-    parts joined once each. A record is ``head + labels + id + payload``.
+    """Records kept as four packed columns (fixed head, labels, id, payload), so that
+    many are built without a Python operation per record: heads in one numpy pass, the
+    variable parts copied span by span (:class:`~streamproc.packed.Packed`). A record is
+    ``head + labels + id + payload``.
 
     Blocks (see :mod:`streamproc.recordblocks`) store exactly these columns::
 
         u32 n | 4 x (u32 offsets[n + 1]) | heads | labels | ids | payloads
     """
 
-    def __init__(self, heads: bytes, head_offsets: np.ndarray, labels, ids, payloads) -> None:
-        self._heads, self._offsets = [heads], [head_offsets]
-        self._end = int(head_offsets[-1])
-        self.labels, self.ids, self.payloads = labels, ids, payloads
+    def __init__(self, heads: Packed, labels: Packed, ids: Packed, payloads: Packed) -> None:
+        self._parts = [(heads, labels, ids, payloads)]
 
-    @property
-    def heads(self) -> bytes:
-        if len(self._heads) > 1:
-            self._heads = [b"".join(self._heads)]
-        return self._heads[0]
-
-    @property
-    def head_offsets(self) -> np.ndarray:
-        if len(self._offsets) > 1:
-            self._offsets = [np.concatenate(self._offsets)]
-        return self._offsets[0]
+    def columns(self) -> tuple[Packed, Packed, Packed, Packed]:
+        """(heads, labels, ids, payloads); parts appended by :meth:`extend` are joined once."""
+        if len(self._parts) > 1:
+            self._parts = [tuple(Packed.concat(list(c)) for c in zip(*self._parts, strict=True))]
+        return self._parts[0]
 
     def __len__(self) -> int:
-        return sum(int(o.shape[0]) for o in self._offsets) - 1
+        return sum(len(p[0]) for p in self._parts)
 
     @classmethod
     def empty(cls) -> RecordColumns:
-        return cls(b"", np.zeros(1, np.int64), [], [], [])
+        return cls(Packed.empty(), Packed.empty(), Packed.empty(), Packed.empty())
 
     @classmethod
     def pack(
@@ -116,12 +111,12 @@ class RecordColumns:
         partition: int,
         features: np.ndarray,
         label_counts: np.ndarray,
-        label_blobs: list[bytes],
-        ids: list[bytes],
-        payloads: list[bytes],
+        label_blobs: Packed,
+        ids: Packed,
+        payloads: Packed,
     ) -> RecordColumns:
-        """From event columns whose variable parts are bytes already (:func:`label_blob`
-        per record, UTF-8 ids, raw payloads)."""
+        """From event columns whose variable parts are packed bytes already
+        (:func:`label_blob` per record, UTF-8 ids, raw payloads)."""
         k, dim = features.shape
         fixed = np.zeros(k, dtype=_fixed_dtype(dim))
         fixed["magic"] = MAGIC
@@ -130,16 +125,14 @@ class RecordColumns:
         fixed["partition"] = partition
         fixed["dim"] = dim
         fixed["labels"] = label_counts
-        fixed["id"] = np.fromiter(map(len, ids), dtype=np.int64, count=k)
+        fixed["id"] = np.diff(ids.offsets)
         fixed["features"] = features
-        w = fixed.dtype.itemsize
-        return cls(
-            fixed.tobytes(), np.arange(k + 1, dtype=np.int64) * w, label_blobs, ids, payloads
-        )
+        heads = Packed(fixed.tobytes(), np.arange(k + 1, dtype=np.int64) * fixed.dtype.itemsize)
+        return cls(heads, label_blobs, ids, payloads)
 
     @classmethod
     def from_records(cls, records: list[bytes]) -> RecordColumns:
-        """Split whole records (e.g. read back from a block) into columns."""
+        """Split whole records (e.g. read back from a store) into columns."""
         heads, labels, ids, payloads = [], [], [], []
         for rec in records:
             _, _, _, _, dim, nl, nid = _HEAD.unpack_from(rec)
@@ -151,60 +144,62 @@ class RecordColumns:
             labels.append(rec[p:q])
             ids.append(rec[q : q + nid])
             payloads.append(rec[q + nid :])
-        offs = np.zeros(len(records) + 1, np.int64)
-        np.cumsum(np.fromiter(map(len, heads), np.int64, len(heads)), out=offs[1:])
-        return cls(b"".join(heads), offs, labels, ids, payloads)
+        return cls(*(Packed.of(c) for c in (heads, labels, ids, payloads)))
+
+    @classmethod
+    def from_block(cls, block: bytes, index: np.ndarray) -> RecordColumns:
+        """Records ``index`` of a block written by :meth:`to_block`, column by column."""
+        cols = _block_columns(block)
+        index = np.asarray(index, dtype=np.int64)
+        return cls(*(c.take(index) for c in cols))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the records hold (values and offsets)."""
+        return sum(c.nbytes + c.offsets.nbytes for part in self._parts for c in part)
+
+    def take(self, index: np.ndarray) -> RecordColumns:
+        """Records ``index`` (any order, repeats allowed), copied."""
+        return RecordColumns(*(c.take(index) for c in self.columns()))
 
     def extend(self, other: RecordColumns) -> None:
         """Append ``other``'s records (in place; cheap until the columns are read)."""
-        self._offsets.append(other.head_offsets[1:] + self._end)
-        self._end += int(other.head_offsets[-1])
-        self._heads.append(other.heads)
-        self.labels.extend(other.labels)
-        self.ids.extend(other.ids)
-        self.payloads.extend(other.payloads)
+        self._parts.extend(other._parts)
 
     def records(self, index: list[int]) -> list[bytes]:
-        h = self.head_offsets
-        return [
-            b"".join((self.heads[h[i] : h[i + 1]], self.labels[i], self.ids[i], self.payloads[i]))
-            for i in index
-        ]
+        cols = self.columns()
+        return [b"".join(c[i] for c in cols) for i in index]
 
     def to_block(self) -> bytes:
-        n = len(self)
-        parts, offsets = [], []
-        for col in (self.labels, self.ids, self.payloads):
-            o = np.zeros(n + 1, dtype="<u4")
-            np.cumsum(np.fromiter(map(len, col), np.int64, n), out=o[1:])
-            offsets.append(o)
-            parts.append(b"".join(col))
+        cols = self.columns()
         return b"".join(
             [
-                struct.pack("<I", n),
-                self.head_offsets.astype("<u4").tobytes(),
-                *(o.tobytes() for o in offsets),
-                self.heads,
-                *parts,
+                struct.pack("<I", len(self)),
+                *(c.offsets.astype("<u4").tobytes() for c in cols),
+                *(c.data for c in cols),
             ]
         )
 
 
+def _block_columns(block: bytes) -> list[Packed]:
+    """The four packed columns of a block (their data still inside ``block``)."""
+    (n,) = struct.unpack_from("<I", block)
+    offs = [
+        np.frombuffer(block, "<u4", n + 1, 4 + 4 * (n + 1) * c).astype(np.int64) for c in range(4)
+    ]
+    base = 4 + 16 * (n + 1)
+    out = []
+    mv = memoryview(block)
+    for o in offs:
+        out.append(Packed(mv[base : base + int(o[-1])], o))
+        base += int(o[-1])
+    return out
+
+
 def block_records(block: bytes, index: list[int]) -> list[bytes]:
     """Records ``index`` of a block written by :meth:`RecordColumns.to_block`."""
-    (n,) = struct.unpack_from("<I", block)
-    offs = [np.frombuffer(block, "<u4", n + 1, 4 + 4 * (n + 1) * c).tolist() for c in range(4)]
-    base = 4 + 16 * (n + 1)
-    starts = []
-    for c in range(4):
-        starts.append(base)
-        base += offs[c][-1]
-    out = []
-    for i in index:
-        out.append(
-            b"".join(block[starts[c] + offs[c][i] : starts[c] + offs[c][i + 1]] for c in range(4))
-        )
-    return out
+    cols = _block_columns(block)
+    return [b"".join(bytes(c[i]) for c in cols) for i in index]
 
 
 def _fixed_dtype(dim: int) -> np.dtype:

@@ -164,7 +164,7 @@ class RocksPartitionStore:
             block = RecordColumns.empty()
             block.extend(changes.records)
             for old, index in plan.moved.items():  # compaction: live records move here
-                block.extend(RecordColumns.from_records(block_records(self._block(old), index)))
+                block.extend(RecordColumns.from_block(self._block(old), index))
             wb.put(_block_key(plan.new_block), block.to_block())
         for b in plan.dead:
             wb.delete(_block_key(b))

@@ -23,15 +23,17 @@ def test_resolve_equals_replay(log, stored_before) -> None:
     changes = RetainedChanges()
     state = {item: "stored" for item in stored_before}  # what the store holds before
     expect_put: dict = {}
-    for batch, (admit, items) in enumerate(log):
+    pending = 0  # rows of pending records, numbered across batches
+    for admit, items in log:
         labels = np.array([lab for lab, _ in items], dtype=np.int64)
         keys = np.array([key for _, key in items], dtype=np.uint64)
-        rows = np.arange(len(items), dtype=np.int64)
+        rows = pending + np.arange(len(items), dtype=np.int64)
         if admit:
-            changes.admit(labels, keys, batch, rows)
-            for row, item in enumerate(items):
-                expect_put[item] = (batch, row)
+            changes.admit(labels, keys, rows)
+            for row, item in zip(rows.tolist(), items, strict=True):
+                expect_put[item] = row
                 state[item] = "new"
+            pending += len(items)
         else:
             changes.evict(labels, keys)
             for item in items:
@@ -39,8 +41,8 @@ def test_resolve_equals_replay(log, stored_before) -> None:
                 state[item] = "gone"
     puts, deletes = changes.resolve()
     got_put = {
-        (int(lab), int(key)): (int(b), int(r))
-        for lab, key, b, r in zip(puts.labels, puts.keys, puts.batches, puts.rows, strict=True)
+        (int(lab), int(key)): int(r)
+        for lab, key, r in zip(puts.labels, puts.keys, puts.rows, strict=True)
     }
     # the last admission of an item still retained is stored
     assert got_put == {i: expect_put[i] for i in expect_put if state[i] == "new"}

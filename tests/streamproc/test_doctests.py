@@ -12,6 +12,7 @@ import pytest
     "module",
     [
         "columns",
+        "packed",
         "messages",
         "records",
         "recordblocks",
