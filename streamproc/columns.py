@@ -150,47 +150,6 @@ def pack(column, rows: np.ndarray) -> Packed:
     return Packed.of(take_bytes(column, rows.tolist()))
 
 
-def subset(column, rows: np.ndarray):
-    """The column restricted to ``rows`` (ascending), still reading the same buffers."""
-    if isinstance(column, PackedColumn):
-        return PackedColumn(column.packed.take(rows), column.text)
-    if isinstance(column, _SpanColumn):
-        pos = {int(i): t for t, i in enumerate(rows.tolist())} if column.overrides else {}
-        over = {pos[i]: v for i, v in column.overrides.items() if i in pos}
-        if isinstance(column, IdColumn):
-            return IdColumn(
-                column.buf,
-                column.starts[rows],
-                column.ends[rows],
-                over,
-                column.prefix,
-                column.offsets[rows],
-            )
-        return type(column)(column.buf, column.starts[rows], column.ends[rows], over)
-    if isinstance(column, ChainColumn):
-        part = np.searchsorted(column.bounds, rows, side="right") - 1
-        return ChainColumn(
-            [
-                subset(column.parts[k], rows[part == k] - int(column.bounds[k]))
-                for k in np.unique(part).tolist()
-            ]
-        )
-    return [column[i] for i in rows.tolist()]
-
-
-def buffer_bytes(column, seen: dict[int, int]) -> None:
-    """Sizes of the buffers a column keeps alive, by identity, into ``seen``."""
-    if isinstance(column, PackedColumn):
-        seen[id(column.packed)] = column.packed.nbytes + column.packed.offsets.nbytes
-    elif isinstance(column, _SpanColumn):
-        seen[id(column.buf)] = len(column.buf)
-    elif isinstance(column, ChainColumn):
-        for part in column.parts:
-            buffer_bytes(part, seen)
-    else:  # a plain list of bytes-like values
-        seen[id(column)] = sum(len(v) for v in column)
-
-
 def take(column, rows: list[int]) -> list:
     """``[column[i] for i in rows]``, in bulk where the column supports it."""
     return column.take(rows) if hasattr(column, "take") else [column[i] for i in rows]

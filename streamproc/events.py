@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from .columns import ChainColumn, PackedColumn, buffer_bytes, pack
+from .columns import ChainColumn
 from .keys import event_keys
 
 MAX_LABEL_CHARS = 128
@@ -99,36 +99,6 @@ class DecodedBatch:
         v, c, o = self.label_vocab, self.label_codes.tolist(), self.label_offsets
         lo, hi = o[rows].tolist(), o[np.asarray(rows, dtype=np.int64) + 1].tolist()
         return [[v[x] for x in c[a:b]] for a, b in zip(lo, hi, strict=True)]
-
-    def subset(self, rows: np.ndarray) -> DecodedBatch:
-        """The rows ``rows`` (ascending) as a batch of their own. Ids and payloads are
-        copied out back to back, so the subset keeps no consumed batch buffer alive."""
-        lo, hi = self.label_offsets[rows], self.label_offsets[rows + 1]
-        counts = hi - lo
-        offs = np.zeros(rows.shape[0] + 1, dtype=np.int64)
-        np.cumsum(counts, out=offs[1:])
-        at = np.repeat(lo - offs[:-1], counts) + np.arange(int(offs[-1]))
-        return DecodedBatch(
-            self.partition,
-            self.offsets[rows],
-            self.ts[rows],
-            self.keys[rows],
-            self.label_vocab,
-            self.label_codes[at],
-            offs,
-            self.features[rows],
-            PackedColumn(pack(self.payloads, rows), text=False),
-            PackedColumn(pack(self.ids, rows), text=True),
-            relabel=None if self.relabel is None else self.relabel[rows],
-        )
-
-    def retained_bytes(self) -> int:
-        """Memory this batch keeps alive: its columns and the buffers they read."""
-        bufs: dict[int, int] = {}
-        buffer_bytes(self.ids, bufs)
-        buffer_bytes(self.payloads, bufs)
-        arrays = (self.offsets, self.ts, self.keys, self.label_codes, self.label_offsets)
-        return sum(a.nbytes for a in arrays) + self.features.nbytes + sum(bufs.values())
 
     def primary_labels(self) -> list[str]:
         vocab = np.asarray(self.label_vocab, dtype=object)

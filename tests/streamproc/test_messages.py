@@ -31,27 +31,3 @@ def test_large_frames_are_kept_aside_and_decoded_like_any_other() -> None:
     # a selection keeps the frame reachable
     sub = raw.select(np.array([1]))
     assert sub.value(0) == frame and len(decode_batch("events", 0, sub, Limits())) == rows
-
-
-def test_subset_of_a_mixed_batch_equals_its_rows() -> None:
-    """The slim copy kept for pending admissions reads the same values as the batch."""
-    frame = encode_frame(
-        np.arange(300, dtype=float),
-        [["a"] if i % 3 else ["a", "c"] for i in range(300)],
-        np.ones((300, 4)),
-        ids=[f"f{i}" for i in range(300)],
-        payloads=[{"i": i} for i in range(300)],
-    )
-    events = [
-        b'{"ts": 1, "label": "b", "features": [1, 2, 3, 4], "id": "e%d"}' % i for i in range(5)
-    ]
-    msgs = [(i, v, None) for i, v in enumerate([*events[:3], frame, *events[3:]])]
-    b = decode_batch("events", 0, msgs, Limits())
-    rows = np.array([0, 2, 5, 7, 150, 302, len(b) - 1])
-    s = b.subset(rows)
-    assert list(s.ids) == [b.ids[i] for i in rows]
-    assert [bytes(p) for p in s.payloads] == [bytes(b.payloads[i]) for i in rows]
-    assert s.labels == [b.labels[i] for i in rows]
-    assert s.keys.tolist() == b.keys[rows].tolist() and (s.features == b.features[rows]).all()
-    # it keeps the buffers alive: at least the frame's ids and the JSON messages
-    assert s.retained_bytes() >= sum(len(v) for v in events)

@@ -11,7 +11,10 @@ from streamproc.decoding import decode_batch
 from streamproc.events import Limits
 from streamproc.frames import encode_frame
 from streamproc.packed import Packed
+from streamproc.processor import PartitionProcessor
 from streamproc.records import RecordColumns, block_records, encode_records
+from streamproc.settings import Settings
+from streamproc.state import RocksPartitionStore
 
 values_st = st.lists(st.binary(max_size=12), max_size=30)
 
@@ -66,15 +69,35 @@ def test_pack_reads_the_same_bytes_as_take_bytes_on_every_column_kind() -> None:
         rows = np.asarray(rows, dtype=np.int64)
         for col in (b.ids, b.payloads):
             assert pack(col, rows).values() == take_bytes(col, rows.tolist())
-    slim = b.subset(np.array([0, 2, 3, 40, len(b) - 1]))
-    assert isinstance(slim.ids, PackedColumn)
-    assert list(slim.ids) == [b.ids[i] for i in (0, 2, 3, 40, len(b) - 1)]
-    want = [bytes(b.payloads[i]) for i in (0, 2, 3, 40, len(b) - 1)]  # frames: msgspec.Raw
-    assert list(slim.payloads) == want
-    assert pack(slim.ids, np.array([4, 1])).values() == [
+    kept = PackedColumn(pack(b.ids, np.array([0, 2, 3, 40, len(b) - 1])), text=True)
+    assert list(kept) == [b.ids[i] for i in (0, 2, 3, 40, len(b) - 1)]
+    assert pack(kept, np.array([4, 1])).values() == [
         b.ids[len(b) - 1].encode(),
         b.ids[2].encode(),
     ]
+
+
+def test_pending_records_of_admitted_rows_equal_the_reference_encoder(tmp_path) -> None:
+    """What the processor builds per batch for admitted events, span by span, is
+    byte for byte what encode_records builds from Python values."""
+    b = _mixed_batch()
+    proc = PartitionProcessor(
+        "events", 0, RocksPartitionStore(tmp_path / "s"), Settings().sampler_config(), Limits()
+    )
+    rows = np.array([0, 1, 2, 3, 10, 41, len(b) - 2, len(b) - 1])
+    got = proc._record_columns(b, rows)
+    want = encode_records(
+        b.ts[rows],
+        b.offsets[rows],
+        0,
+        b.features[rows],
+        [b.labels[i] for i in rows],
+        [b.ids[i] for i in rows],
+        [bytes(b.payloads[i]) for i in rows],
+    )
+    assert got.records(range(len(rows))) == want
+    assert got.take(np.array([3, 3, 0])).records(range(3)) == [want[3], want[3], want[0]]
+    proc.store.close()
 
 
 def test_record_columns_from_a_block_equal_its_records() -> None:
