@@ -144,7 +144,7 @@ def produce_synthetic(
             rep.messages += 1
         if i % 5_000 == 0:
             prod.poll(0)
-        if rate > 0 and i % 1_000 == 999:
+        if rate > 0 and i % 100 == 99:  # fine-grained: a paced stream has no long pauses
             ahead = (i + 1) / rate - (time.perf_counter() - t0)
             if ahead > 0:
                 time.sleep(ahead)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import threading
 import time
 
 import pytest
@@ -134,27 +135,48 @@ def test_event_from_kcat_is_accepted(deployment, tmp_path) -> None:
 
 
 def test_sigkill_restart_and_two_workers_match_an_uninterrupted_run(deployment) -> None:
-    rep = produce_synthetic(
-        deployment.broker.bootstrap,
-        deployment.events,
-        n=40_000,
-        n_labels=12,
-        malformed_frac=0.01,
-        seed=3,
-        progress=False,
-    )
+    # a worker killed with SIGKILL mid-stream, then restarted on the same state. The
+    # stream is paced (~10k events/s) so that the kill lands while events still arrive
+    # and processed work is not yet checkpointed: the worker would otherwise finish
+    # 40k events within one status poll.
+    crash = deployment.worker("crash-1", group="crash")
+    crash.wait_until(lambda s: bool(s["partitions"]), 120, "its partitions")  # group joined
+    produced: dict = {}
+
+    def produce() -> None:
+        produced["rep"] = produce_synthetic(
+            deployment.broker.bootstrap,
+            deployment.events,
+            n=40_000,
+            n_labels=12,
+            malformed_frac=0.01,
+            seed=3,
+            progress=False,
+            rate=10_000,
+        )
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    target = random.Random(7).randint(5_000, 30_000)
+
+    def mid_stream(s: dict) -> bool:  # far enough, with processed work not checkpointed
+        parts = s["partitions"].values()
+        return s["consumed"] >= target and any(
+            p["next_offset"] > p["checkpointed_offset"] for p in parts
+        )
+
+    st = crash.wait_until(mid_stream, 120, f"{target} events consumed, not all checkpointed")
+    crash.kill9()
+    producer.join(120)
+    rep = produced["rep"]
+    assert st["consumed"] < rep.messages  # killed mid-stream, with work left to replay
+
     ref = deployment.worker("ref", group="ref")
     ref.wait_ready()
     _wait_all([ref], rep.next_offsets)
     ref_version = _snapshot(ref)
     ref.stop()
 
-    # a worker killed with SIGKILL mid-stream, then restarted on the same state
-    crash = deployment.worker("crash-1", group="crash")
-    target = random.Random(7).randint(5_000, 30_000)
-    st = crash.wait_until(lambda s: s["consumed"] >= target, 120, f"{target} events consumed")
-    crash.kill9()
-    assert st["consumed"] < rep.messages  # killed mid-stream, with work left to replay
     again = deployment.worker("crash-2", group="crash")
     _wait_all([again], rep.next_offsets)
     assert _snapshot(again) == ref_version  # same content hash: same data, same offsets
