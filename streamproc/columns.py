@@ -13,9 +13,8 @@ reference decoder, or scrubbed) takes its value from ``overrides``.
 [b'[1]', b'null']
 >>> ChainColumn([ids, ["x"]]).take([2, 0])
 ['x', 'e1']
->>> kept = PackedColumn(pack(ids, np.array([1, 0])), text=True)  # copied out of ``buf``
->>> list(kept)
-['events/0/4', 'e1']
+>>> pack(ids, np.array([1, 0])).values()  # copied out of ``buf``
+[b'events/0/4', b'e1']
 """
 
 from __future__ import annotations
@@ -100,8 +99,6 @@ def take_bytes(column, rows: list[int]) -> list[bytes]:
         buf = column.buf
         starts, ends = column.starts[rows].tolist(), column.ends[rows].tolist()
         return [buf[s:e] if s >= 0 else b"null" for s, e in zip(starts, ends, strict=True)]
-    if isinstance(column, PackedColumn):
-        return column.packed.take(np.asarray(rows, dtype=np.int64)).values()
     if isinstance(column, ChainColumn):
         r = np.asarray(rows, dtype=np.int64)
         part = np.searchsorted(column.bounds, r, side="right") - 1
@@ -127,8 +124,6 @@ def pack(column, rows: np.ndarray) -> Packed:
     """The values of ``rows`` as bytes (ids as UTF-8), copied back to back: spans of a
     batch buffer in one numba pass, only overridden or derived values one by one."""
     rows = np.asarray(rows, dtype=np.int64)
-    if isinstance(column, PackedColumn):
-        return column.packed.take(rows)
     if isinstance(column, _SpanColumn):
         starts, ends = column.starts[rows], column.ends[rows]
         direct = starts >= 0
@@ -200,22 +195,3 @@ class ChainColumn(_Column):
             for j, v in zip(at.tolist(), vals, strict=True):
                 out[j] = v
         return out
-
-
-class PackedColumn(_Column):
-    """Values of some rows copied out of their batch (see :func:`pack`): bytes, or
-    text (ids) decoded from UTF-8 when read."""
-
-    def __init__(self, packed: Packed, text: bool) -> None:
-        self.packed, self.text = packed, text
-
-    def __len__(self) -> int:
-        return len(self.packed)
-
-    def _get(self, i: int):
-        v = self.packed[i]
-        return v.decode() if self.text else v
-
-    def take(self, rows: list[int]) -> list:
-        vals = self.packed.take(np.asarray(rows, dtype=np.int64)).values()
-        return [v.decode() for v in vals] if self.text else vals

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.columns import PackedColumn, pack, take_bytes
+from streamproc.columns import pack, take_bytes
 from streamproc.decoding import decode_batch
 from streamproc.events import Limits
 from streamproc.frames import encode_frame
@@ -69,12 +69,6 @@ def test_pack_reads_the_same_bytes_as_take_bytes_on_every_column_kind() -> None:
         rows = np.asarray(rows, dtype=np.int64)
         for col in (b.ids, b.payloads):
             assert pack(col, rows).values() == take_bytes(col, rows.tolist())
-    kept = PackedColumn(pack(b.ids, np.array([0, 2, 3, 40, len(b) - 1])), text=True)
-    assert list(kept) == [b.ids[i] for i in (0, 2, 3, 40, len(b) - 1)]
-    assert pack(kept, np.array([4, 1])).values() == [
-        b.ids[len(b) - 1].encode(),
-        b.ids[2].encode(),
-    ]
 
 
 def test_pending_records_of_admitted_rows_equal_the_reference_encoder(tmp_path) -> None:
