@@ -40,7 +40,7 @@ system-deps: ## Install Debian tools the tests use as independent clients (kcat,
 	fi
 
 run: install ## Run the embedded demo (broker, worker, producer, trainer) with a summary
-	$(BIN)/python -m streamproc.cli demo
+	$(BIN)/python -m devtools demo
 
 test: install system-deps ## Install, then run the whole test suite (pytest exit 5 = no tests = failure)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

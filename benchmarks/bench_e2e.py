@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from streamproc.broker import EmbeddedBroker, free_port
-from streamproc.frames import encode_frame
-from streamproc.ingest import consumer_config
-from streamproc.supervise import WorkerProcess, processed_all
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.supervise import WorkerProcess, processed_all
+from streamproc.decode.frames import encode_frame
+from streamproc.worker.loop import consumer_config
 
 from .common import write_result
 

@@ -39,7 +39,7 @@ class DriftConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from sampler.errors import ConfigError
+        from stratastream.errors import ConfigError
 
         if not 0 < self.alpha < 1:
             raise ConfigError(f"drift alpha: must be in (0, 1), got {self.alpha}")

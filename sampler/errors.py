@@ -1,27 +1,17 @@
-"""The project's exception hierarchy.
+"""The sampler's errors: the project's exception root, re-exported for ``sampler`` users.
 
-Every error raised on purpose by Stratastream derives from :class:`StratastreamError`,
-so callers can catch one root. Messages name the offending field or value.
+>>> from sampler.errors import StateError
+>>> from stratastream.errors import StratastreamError
+>>> issubclass(StateError, StratastreamError)
+True
 """
 
-from __future__ import annotations
+from stratastream.errors import (
+    ConfigError,
+    InputError,
+    LabelOverflowError,
+    StateError,
+    StratastreamError,
+)
 
-
-class StratastreamError(Exception):
-    """Root of every error Stratastream raises on purpose."""
-
-
-class ConfigError(StratastreamError, ValueError):
-    """A setting has a bad value; the message names the setting and the reason."""
-
-
-class InputError(StratastreamError, ValueError):
-    """Input arrays or records are malformed; the message names the field and index."""
-
-
-class LabelOverflowError(StratastreamError):
-    """More distinct labels arrived than ``QuotaPolicy.max_labels`` allows."""
-
-
-class StateError(StratastreamError, ValueError):
-    """Serialized state is corrupt, foreign, from an unsupported version, or incompatible."""
+__all__ = ["ConfigError", "InputError", "LabelOverflowError", "StateError", "StratastreamError"]

@@ -1,11 +1,27 @@
-"""One typed settings object, read from a TOML file and ``STRATA_*`` environment variables.
+"""Typed settings, read from a TOML file, ``STRATA_*`` environment variables and flags.
 
-Precedence: defaults < file (``--config`` or ``STRATA_CONFIG``) < environment < CLI flags.
-Every bad value raises :class:`ConfigError` naming the setting and the reason.
+Precedence: defaults < file (``--config`` or ``STRATA_CONFIG``) < environment < CLI flags
+(one ``--flag`` per setting, generated from the fields: :func:`add_flags`). Every bad
+value raises :class:`ConfigError` naming the setting and the reason.
+
+The settings are flat where a user writes them (one name per setting, the same in the
+file, the environment and the flags) and sectioned where the code reads them: each
+component receives only its section (:attr:`Settings.checkpoint`, :attr:`Settings.decode`,
+...), a frozen dataclass. This module imports nothing of ``streamproc``; it validates the
+sampler and drift values with the ``sampler`` and ``drift`` types those values configure.
+
+>>> s = Settings.load(env={"STRATA_CHECKPOINT_EVERY_S": "2.5"}, partitions=8)
+>>> s.checkpoint.every_s, s.kafka.partitions
+(2.5, 8)
+>>> Settings.load(env={"STRATA_PARTITIONS": "four"})
+Traceback (most recent call last):
+...
+stratastream.errors.ConfigError: partitions: expected int, got 'four'
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import tomllib
@@ -14,10 +30,94 @@ from pathlib import Path
 from typing import Any
 
 from sampler import QuotaPolicy
-from sampler.errors import ConfigError
+from stratastream.errors import ConfigError
 
-from .events import Limits
-from .processor import SamplerConfig
+
+@dataclass(frozen=True)
+class KafkaSection:
+    """Where the worker reads and writes."""
+
+    broker: str
+    group_id: str
+    events_topic: str
+    partitions: int
+    dlq_topic: str
+    snapshots_topic: str
+    drift_topic: str
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """The checkpoint cadence (whichever comes first) and the state store."""
+
+    state_dir: Path
+    state_sync: bool
+    every_events: int
+    every_s: float
+    max_pending_bytes: float
+
+
+@dataclass(frozen=True)
+class DecodeSection:
+    """Validation limits of one event, and the PII policy."""
+
+    feature_dim: int
+    max_event_bytes: int
+    max_future_s: float
+    pii_key: str = field(repr=False)
+    pii_hash_fields: tuple[str, ...]
+    pii_text_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SamplerSection:
+    """The per-label reservoirs' policy and mode."""
+
+    policy: QuotaPolicy
+    mode: str
+    half_life: float | None
+    seed: int
+    multilabel: str
+
+
+@dataclass(frozen=True)
+class SnapshotSection:
+    """Snapshot cadence, local store and remote publishing."""
+
+    store: Path
+    every_s: float
+    retention: int
+    url: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class DriftSection:
+    """The drift watch: cadence, tests and the actions it may take."""
+
+    enabled: bool
+    topic: str
+    every_s: float
+    alpha: float
+    correction: str
+    min_samples: int
+    window_half_life_s: float
+    window_capacity: int
+    max_labels: int
+    scarce_ratio: float
+    action_cooldown_s: float
+    actions: tuple[str, ...]
+    seed: int
+
+
+def _validate_drift(d: DriftSection) -> None:
+    from drift.monitor import DriftConfig
+
+    DriftConfig(
+        alpha=d.alpha, correction=d.correction, min_samples=d.min_samples,
+        window_half_life_s=d.window_half_life_s, window_capacity=d.window_capacity,
+        max_labels=d.max_labels, scarce_ratio=d.scarce_ratio, actions=d.actions, seed=d.seed,
+    )  # fmt: skip
 
 
 @dataclass
@@ -120,8 +220,17 @@ class Settings:
                 f"snapshot_url: expected a URL such as s3://bucket/prefix, got "
                 f"{self.snapshot_url!r}"
             )
-        self.sampler_config()  # validates the sampler settings
-        self.drift_config()  # and the drift settings
+        _ = self.sampler  # QuotaPolicy validates the sampler settings
+        if self.sampler_mode not in ("uniform", "decayed"):
+            raise ConfigError(
+                f"sampler_mode: must be 'uniform' or 'decayed', got {self.sampler_mode!r}"
+            )
+        if self.sampler_mode == "decayed" and self.sampler_half_life_s <= 0:
+            raise ConfigError(
+                "sampler_half_life_s: decayed mode needs a half_life > 0 "
+                f"(got {self.sampler_half_life_s!r})"
+            )
+        _validate_drift(self.drift)
         if (self.pii_hash_fields or self.pii_text_fields) and len(self.pii_key) < 16:
             raise ConfigError(
                 "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
@@ -133,50 +242,64 @@ class Settings:
             raise ConfigError("broker: 'embedded' has no address until the broker is started")
         return self.broker.removeprefix("kafka://")
 
-    def limits(self) -> Limits:
-        return Limits(self.feature_dim, self.max_event_bytes, self.max_future_s)
+    # ------------------------------------------------------------ sections
+    @property
+    def kafka(self) -> KafkaSection:
+        return KafkaSection(
+            self.broker, self.group_id, self.events_topic, self.partitions, self.dlq_topic,
+            self.snapshots_topic, self.drift_topic,
+        )  # fmt: skip
 
-    def sampler_config(self) -> SamplerConfig:
-        policy = QuotaPolicy(
-            min_capacity=self.min_capacity,
-            max_capacity=self.max_capacity,
-            boost_capacity=self.boost_capacity,
-            global_cap=self.global_cap,
-            max_labels=self.max_labels,
-            on_overflow=self.on_label_overflow,
+    @property
+    def checkpoint(self) -> CheckpointSection:
+        return CheckpointSection(
+            self.state_dir, self.state_sync, self.checkpoint_every_events,
+            self.checkpoint_every_s, self.checkpoint_max_pending_mb * (1 << 20),
+        )  # fmt: skip
+
+    @property
+    def decode(self) -> DecodeSection:
+        return DecodeSection(
+            self.feature_dim, self.max_event_bytes, self.max_future_s, self.pii_key,
+            tuple(self.pii_hash_fields), tuple(self.pii_text_fields),
+        )  # fmt: skip
+
+    @property
+    def sampler(self) -> SamplerSection:
+        return SamplerSection(
+            QuotaPolicy(
+                min_capacity=self.min_capacity,
+                max_capacity=self.max_capacity,
+                boost_capacity=self.boost_capacity,
+                global_cap=self.global_cap,
+                max_labels=self.max_labels,
+                on_overflow=self.on_label_overflow,
+            ),
+            self.sampler_mode,
+            self.sampler_half_life_s if self.sampler_mode == "decayed" else None,
+            self.sampler_seed,
+            self.multilabel,
         )
-        hl = self.sampler_half_life_s if self.sampler_mode == "decayed" else None
-        cfg = SamplerConfig(policy, self.sampler_mode, hl, self.sampler_seed, self.multilabel)
-        cfg.new()
-        return cfg
 
-    def drift_config(self):
-        from drift.monitor import DriftConfig
+    @property
+    def snapshot(self) -> SnapshotSection:
+        return SnapshotSection(
+            self.snapshot_dir, self.snapshot_every_s, self.snapshot_retention,
+            self.snapshot_url, self.partitions,
+        )  # fmt: skip
 
-        return DriftConfig(
-            alpha=self.drift_alpha,
-            correction=self.drift_correction,
-            min_samples=self.drift_min_samples,
-            window_half_life_s=self.drift_window_half_life_s,
-            window_capacity=self.drift_window_capacity,
-            max_labels=self.max_labels,
-            scarce_ratio=self.drift_scarce_ratio,
-            actions=tuple(self.drift_actions),
-            seed=self.sampler_seed,
-        )
+    @property
+    def drift(self) -> DriftSection:
+        return DriftSection(
+            self.drift_enabled, self.drift_topic, self.drift_every_s, self.drift_alpha,
+            self.drift_correction, self.drift_min_samples, self.drift_window_half_life_s,
+            self.drift_window_capacity, self.max_labels, self.drift_scarce_ratio,
+            self.drift_action_cooldown_s, tuple(self.drift_actions), self.sampler_seed,
+        )  # fmt: skip
 
     @property
     def max_pending_bytes(self) -> float:
         return self.checkpoint_max_pending_mb * (1 << 20)
-
-    def scrubber(self):
-        from .pii import PiiScrubber
-
-        if not (self.pii_hash_fields or self.pii_text_fields):
-            return None
-        return PiiScrubber(
-            self.pii_key.encode(), tuple(self.pii_hash_fields), tuple(self.pii_text_fields)
-        )
 
     @classmethod
     def load(
@@ -235,3 +358,30 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected {t}, got {value!r}") from None
     return value
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting (``checkpoint_every_events`` -> ``--checkpoint-every-events``),
+    parsed as text and coerced by :class:`Settings` like an environment value; flags left
+    out fall back to the environment, the file and the defaults.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_flags(p)
+    >>> a = p.parse_args(["--checkpoint-every-events", "1000", "--state-sync", "on"])
+    >>> Settings.load(env={}, **flag_values(a)).checkpoint.every_events
+    1000
+    """
+    g = parser.add_argument_group("settings (each also STRATA_<NAME> and a TOML key)")
+    for f in dataclasses.fields(Settings):
+        g.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f"setting_{f.name}",
+            default=None,
+            metavar=str(f.type).upper().replace("[STR]", ",..."),
+            help=f"{f.name} (env STRATA_{f.name.upper()})",
+        )
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (``None`` for those left out)."""
+    return {f.name: getattr(args, f"setting_{f.name}", None) for f in dataclasses.fields(Settings)}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.broker import EmbeddedBroker
-from streamproc.supervise import WorkerProcess
+from devtools.broker import EmbeddedBroker
+from devtools.supervise import WorkerProcess
 
 _topic_ids = itertools.count()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sampler.errors import StratastreamError
+from stratastream.errors import StratastreamError
 
 from .errors import TrainerError
 from .registry import ModelRegistry

@@ -11,16 +11,15 @@ trained on different snapshots are compared on data neither trained on.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import TrainerError
+import snapshot_format
+from snapshot_format import SnapshotFormatError
 
-REQUIRED = ("label", "labels", "features", "id", "ht_weight")
+from .errors import TrainerError
 
 
 @dataclass
@@ -55,48 +54,34 @@ class SnapshotData:
         )
 
 
-def read_store_file(store: Path | str, relpath: str) -> bytes:
-    """A file of a snapshot store: a local directory or an fsspec URL (s3://..., file://...).
-
-    Raises ``FileNotFoundError`` when it is absent.
-    """
-    if "://" in str(store):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(str(store))
-        return fs.cat_file(f"{root.rstrip('/')}/{relpath}")
-    return (Path(store) / relpath).read_bytes()
-
-
 def latest_version(store: Path | str) -> str:
+    """The version ``LATEST`` names; :class:`TrainerError` when there is none or it is bad."""
     try:
-        return read_store_file(store, "LATEST").decode().strip()
-    except FileNotFoundError:
-        raise TrainerError(f"snapshot store {store}: no LATEST file (no snapshot yet)") from None
+        v = snapshot_format.latest_version(store)
+    except SnapshotFormatError as e:
+        raise TrainerError(str(e)) from None
+    if v is None:
+        raise TrainerError(f"snapshot store {store}: no LATEST file (no snapshot yet)")
+    return v
+
+
+def read_manifest(store: Path | str, version: str) -> dict:
+    try:
+        return asdict(snapshot_format.read_manifest(store, version))
+    except SnapshotFormatError as e:
+        raise TrainerError(str(e)) from None
 
 
 def load_snapshot(
     store: Path | str, version: str | None = None, label_names: list[str] | None = None
 ) -> SnapshotData:
     """Read one snapshot; ``label_names`` fixes the label order (e.g. a model's)."""
-    import pyarrow.parquet as pq
-
     version = version or latest_version(store)
+    manifest = read_manifest(store, version)
     try:
-        manifest = json.loads(read_store_file(store, f"{version}/manifest.json"))
-    except FileNotFoundError:
-        raise TrainerError(f"snapshot {version!r}: no manifest in {store}") from None
-    except ValueError as e:
-        raise TrainerError(f"snapshot {version!r}: manifest is not JSON ({e})") from None
-    try:
-        table = pq.read_table(io.BytesIO(read_store_file(store, f"{version}/data.parquet")))
-    except FileNotFoundError:
-        raise TrainerError(f"snapshot {version!r}: no data.parquet in {store}") from None
-    except Exception as e:  # pyarrow raises ArrowInvalid and friends on corrupt files
-        raise TrainerError(f"snapshot {version!r}: data.parquet is unreadable ({e})") from None
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise TrainerError(f"snapshot {version!r}: data.parquet lacks column(s) {missing}")
+        table = snapshot_format.read_table(store, version)
+    except SnapshotFormatError as e:
+        raise TrainerError(str(e)) from None
     if table.num_rows == 0:
         raise TrainerError(f"snapshot {version!r}: no rows")
     if manifest.get("rows") != table.num_rows:

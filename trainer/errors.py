@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sampler.errors import StratastreamError
+from stratastream.errors import StratastreamError
 
 
 class TrainerError(StratastreamError):

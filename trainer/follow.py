@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import latest_version, read_store_file
+from .data import latest_version, read_manifest
 from .errors import TrainerError
 from .pipeline import Outcome, train_and_register
 from .registry import ModelRegistry
@@ -33,7 +33,7 @@ class FollowState:
 
 
 def _seen_total(store: Path | str, version: str) -> int:
-    m = json.loads(read_store_file(store, f"{version}/manifest.json"))
+    m = read_manifest(store, version)
     return int(sum(m["seen"].values()))
 
 
@@ -65,7 +65,7 @@ class Follower:
             return None
         try:
             total = _seen_total(self.store, version)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TrainerError) as e:
             self._fail(version, f"manifest unreadable: {e}")
             return None
         if trigger == "snapshot" and total - self.state.last_seen_total < self.min_new_events:

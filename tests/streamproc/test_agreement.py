@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from streamproc.agreement import AnnotationBook, cohen_kappa, fleiss_kappa
+from streamproc.hitl.agreement import AnnotationBook, cohen_kappa, fleiss_kappa
 
 
 def test_cohen_kappa_matches_scikit_learn_on_random_annotations() -> None:

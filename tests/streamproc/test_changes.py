@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.changes import RetainedChanges
+from streamproc.state.changes import RetainedChanges
 
 ops = st.lists(
     st.tuples(

@@ -48,9 +48,9 @@ def test_end_to_end_on_real_kafka(tmp_path: Path) -> None:
         pytest.skip(f"real-Kafka test needs Docker: {reason}")
     from testcontainers.kafka import KafkaContainer
 
-    from streamproc.broker import create_topics
-    from streamproc.produce import produce_synthetic
-    from streamproc.supervise import WorkerProcess, processed_all
+    from devtools.broker import create_topics
+    from devtools.produce import produce_synthetic
+    from devtools.supervise import WorkerProcess, processed_all
 
     with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka:
         bootstrap = kafka.get_bootstrap_server()

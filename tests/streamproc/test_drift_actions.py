@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from streamproc.produce import produce_synthetic
-from streamproc.snapshot import SnapshotManifest
-from streamproc.supervise import processed_all
+from devtools.produce import produce_synthetic
+from devtools.supervise import processed_all
+from snapshot_format import read_manifest
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_scarce_label_gets_a_bigger_quota_and_more_rows(deployment) -> None:
     before = len(w.status()["snapshots"])
     w.request_snapshot()  # becomes the drift reference
     st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "the reference snapshot")
-    m1 = SnapshotManifest.read(deployment.root / "snap-g" / st["snapshots"][-1] / "manifest.json")
+    m1 = read_manifest(deployment.root / "snap-g", st["snapshots"][-1])
     assert m1.retained["label_00"] == 150
 
     # phase 2: the label mix flips, label_00 becomes rare
@@ -88,11 +88,11 @@ def test_scarce_label_gets_a_bigger_quota_and_more_rows(deployment) -> None:
     def covers_phase_3(s: dict) -> bool:  # drift may have asked for this snapshot already
         if not s["snapshots"]:
             return False
-        m = SnapshotManifest.read(store / s["snapshots"][-1] / "manifest.json")
+        m = read_manifest(store, s["snapshots"][-1])
         return all(m.source_offsets.get(str(p), 0) >= o for p, o in offsets.items())
 
     w.request_snapshot()
     st = w.wait_until(covers_phase_3, 60, "a snapshot covering phase 3")
-    m2 = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
+    m2 = read_manifest(store, st["snapshots"][-1])
     assert m2.retained["label_00"] > m1.retained["label_00"], (m1.retained, m2.retained)
     assert m2.sampler["policy"]["boost_capacity"] == 300

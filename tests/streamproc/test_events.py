@@ -4,10 +4,10 @@ import numpy as np
 import orjson
 import pytest
 
-from streamproc.decoding import decode_batch
-from streamproc.events import Limits
-from streamproc.frames import FRAME_MAGIC, encode_frame
-from streamproc.pii import PiiScrubber
+from streamproc.decode.decoding import decode_batch
+from streamproc.decode.events import Limits
+from streamproc.decode.frames import FRAME_MAGIC, encode_frame
+from streamproc.decode.pii import PiiScrubber
 
 L = Limits(feature_dim=2, max_event_bytes=1_000, max_future_s=60.0)
 GOOD = {"ts": 100.0, "label": "a", "features": [1.0, 2.0], "payload": {"x": 1}}
@@ -97,7 +97,7 @@ def test_pii_is_scrubbed_before_storage() -> None:
 
 
 def test_frame_columns_are_checked_whole() -> None:
-    from streamproc.frames import Frame
+    from streamproc.decode.frames import Frame
 
     good = dict(
         ts=np.array([1.0, 2.0]).tobytes(),

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamproc.decoding import decode_batch
-from streamproc.events import Limits
-from streamproc.eventscan import OK, out_width, scan_events
-from streamproc.messages import RawMessages
+from streamproc.decode.decoding import decode_batch
+from streamproc.decode.events import Limits
+from streamproc.decode.eventscan import OK, out_width, scan_events
+from streamproc.decode.messages import RawMessages
 
 LIM = Limits(feature_dim=3, max_event_bytes=2_000, max_future_s=60.0, max_labels_per_event=3)
 

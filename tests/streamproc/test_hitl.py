@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.snapshot import SnapshotManifest
+from snapshot_format import SnapshotManifest, read_manifest
 from tests.conftest import read_topic
 from tests.trainer.conftest import make_snapshot
 from trainer.pipeline import train_and_register
@@ -168,7 +168,7 @@ def test_corrections_reach_the_next_snapshot(hitl_worker, deployment) -> None:
     w.request_snapshot()
     st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "a snapshot")
     store = deployment.root / "snap-g"
-    m = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
+    m = read_manifest(store, st["snapshots"][-1])
     assert m.seen == {"L_original": 1, corrected: 1}
     import pyarrow.parquet as pq
 
@@ -227,7 +227,7 @@ def test_low_agreement_items_are_queued_and_kept_out_of_snapshots(hitl_worker, d
         before = len(w.status()["snapshots"])
         w.request_snapshot()
         st = w.wait_until(lambda s: len(s["snapshots"]) > before, 60, "a snapshot")
-        m = SnapshotManifest.read(store / st["snapshots"][-1] / "manifest.json")
+        m = read_manifest(store, st["snapshots"][-1])
         return m, pq.read_table(store / m.version / "data.parquet").column("id").to_pylist()
 
     m, ids = snapshot_rows()

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
+from devtools.produce import produce_synthetic
+from devtools.supervise import processed_all
 from sampler import QuotaPolicy
-from streamproc.produce import produce_synthetic
-from streamproc.snapshot import SnapshotManifest, latest_version
-from streamproc.supervise import processed_all
+from snapshot_format import SnapshotManifest, latest_version, read_manifest
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def _snapshot(worker, timeout=60.0) -> str:
 
 
 def _manifest(path, version) -> SnapshotManifest:
-    return SnapshotManifest.read(path / version / "manifest.json")
+    return read_manifest(path, version)
 
 
 def _dlq(bootstrap: str, topic: str, expect: int) -> list:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamproc.decoding import decode_batch
-from streamproc.events import Limits
-from streamproc.frames import encode_frame
-from streamproc.messages import RawMessages
+from streamproc.decode.decoding import decode_batch
+from streamproc.decode.events import Limits
+from streamproc.decode.frames import encode_frame
+from streamproc.decode.messages import RawMessages
 
 
 def test_large_frames_are_kept_aside_and_decoded_like_any_other() -> None:

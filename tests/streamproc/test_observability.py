@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamproc.broker import EmbeddedBroker, free_port
-from streamproc.metrics import WorkerMetrics, reason_category
-from streamproc.produce import produce_synthetic
-from streamproc.supervise import processed_all
+from devtools.broker import EmbeddedBroker, free_port
+from devtools.produce import produce_synthetic
+from devtools.supervise import processed_all
+from streamproc.ops.metrics import WorkerMetrics, reason_category
 from trainer.telemetry import TrainerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
-MON = ROOT / "streamproc" / "monitoring"
+MON = ROOT / "deploy" / "monitoring"
 
 
 def _exported_names(tmp_path: Path) -> set[str]:

@@ -6,15 +6,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.columns import pack, take_bytes
-from streamproc.decoding import decode_batch
-from streamproc.events import Limits
-from streamproc.frames import encode_frame
-from streamproc.packed import Packed
-from streamproc.processor import PartitionProcessor
-from streamproc.records import RecordColumns, block_records, encode_records
+from streamproc.decode.columns import pack, take_bytes
+from streamproc.decode.decoding import decode_batch
+from streamproc.decode.events import Limits
+from streamproc.decode.frames import encode_frame
+from streamproc.decode.packed import Packed
 from streamproc.settings import Settings
-from streamproc.state import RocksPartitionStore
+from streamproc.state.processor import PartitionProcessor
+from streamproc.state.records import RecordColumns, block_records, encode_records
+from streamproc.state.store import RocksPartitionStore
+from streamproc.worker.assembly import sampler_config
 
 values_st = st.lists(st.binary(max_size=12), max_size=30)
 
@@ -76,7 +77,11 @@ def test_pending_records_of_admitted_rows_equal_the_reference_encoder(tmp_path) 
     byte for byte what encode_records builds from Python values."""
     b = _mixed_batch()
     proc = PartitionProcessor(
-        "events", 0, RocksPartitionStore(tmp_path / "s"), Settings().sampler_config(), Limits()
+        "events",
+        0,
+        RocksPartitionStore(tmp_path / "s"),
+        sampler_config(Settings().sampler),
+        Limits(),
     )
     rows = np.array([0, 1, 2, 3, 10, 41, len(b) - 2, len(b) - 1])
     got = proc._record_columns(b, rows)

@@ -9,11 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from sampler import QuotaPolicy
-from sampler.errors import StateError
-from streamproc.events import Limits
-from streamproc.processor import PartitionProcessor, SamplerConfig
-from streamproc.snapshot import Shard, build_snapshot, list_snapshots, shard_records, write_shard
-from streamproc.state import RocksPartitionStore
+from snapshot_format import list_manifests as list_snapshots
+from stratastream.errors import StateError
+from streamproc.decode.events import Limits
+from streamproc.snapshot.build import build_snapshot
+from streamproc.snapshot.shards import export_shard, write_shard
+from streamproc.state.processor import PartitionProcessor, SamplerConfig
+from streamproc.state.store import RocksPartitionStore
 
 CFG = SamplerConfig(
     QuotaPolicy(min_capacity=5, max_capacity=30, boost_capacity=60, global_cap=600, max_labels=16),
@@ -79,13 +81,7 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
         proc.checkpoint()
         write_shard(
             shard_dir,
-            Shard(
-                p,
-                proc.next_offset,
-                proc.counters,
-                proc.reservoirs.to_bytes(),
-                shard_records(proc.store, proc.reservoirs),
-            ),
+            export_shard(p, proc.next_offset, proc.counters, proc.reservoirs, proc.store),
         )
     m = build_snapshot(shard_dir, store)
     assert m is not None and m.parent is None
@@ -118,12 +114,8 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
     procs[0].checkpoint()
     write_shard(
         shard_dir,
-        Shard(
-            0,
-            procs[0].next_offset,
-            procs[0].counters,
-            procs[0].reservoirs.to_bytes(),
-            shard_records(procs[0].store, procs[0].reservoirs),
+        export_shard(
+            0, procs[0].next_offset, procs[0].counters, procs[0].reservoirs, procs[0].store
         ),
     )
     m2 = build_snapshot(shard_dir, store)
@@ -164,7 +156,7 @@ def test_a_correction_relabels_a_retained_event(tmp_path: Path) -> None:
 
 
 def test_spot_check_sample_is_stratified_and_stable() -> None:
-    from streamproc.snapshot import spot_check_rows
+    from streamproc.snapshot.build import spot_check_rows
 
     labels = ["a"] * 3_000 + ["b"] * 1_000 + ["rare"] * 3
     ids = [f"e{i}" for i in range(len(labels))]

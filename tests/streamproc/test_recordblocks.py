@@ -6,11 +6,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.records import RecordColumns, encode_records
-from streamproc.state import Checkpoint, RecordChanges, RocksPartitionStore
+from stratastream.errors import StateError
+from streamproc.state.records import RecordColumns, encode_records
+from streamproc.state.store import Checkpoint, RecordChanges, RocksPartitionStore
 
 
 def _record(step: int, label: int, key: int) -> bytes:
@@ -76,37 +78,43 @@ def test_store_serves_exactly_the_live_records(log) -> None:
         store.close()
 
 
-def test_stores_of_earlier_versions_are_migrated(tmp_path: Path) -> None:
-    """One ``p:`` entry per record (JSON header + payload), as earlier versions wrote."""
-    import orjson
+def test_store_records_its_format_and_refuses_another(tmp_path: Path) -> None:
     from rocksdict import Options, Rdict
 
-    from sampler import LabelReservoirs, QuotaPolicy
-    from streamproc.records import decode_record, payload_key
+    from stratastream.errors import StateError
+    from streamproc.state.store import KEY_FORMAT, STORE_FORMAT, Checkpoint, RecordChanges
 
-    res = LabelReservoirs(QuotaPolicy(max_labels=4))
-    res.encode(["a", "b"])
-    opts = Options(raw_mode=True)
-    opts.create_if_missing(True)
-    db = Rdict(str(tmp_path / "s"), options=opts)
-    db[b"m:reservoirs"] = res.to_bytes()
-    db[b"m:next_offset"] = (7).to_bytes(8, "big")
-    db[b"m:counters"] = b"{}"
-    old = {}
-    for label, key in (("a", 1), ("b", 2)):
-        head = {"id": f"e{key}", "ts": 1.5, "labels": [label], "features": [1.0, 2.0],
-                "offset": key, "partition": 0}  # fmt: skip
-        old[(label, key)] = orjson.dumps(head) + b"\n" + b'{"x": 1}'
-        db[payload_key(label, key)] = old[(label, key)]
-    db.close()
     store = RocksPartitionStore(tmp_path / "s")
-    assert store.count_payloads() == 2
-    got = store.get_records(np.array([0, 1]), np.array([1, 2], np.uint64))
-    for rec, (label, key) in zip(got, old, strict=True):
-        d = decode_record(rec)
-        assert (d["labels"], d["id"], d["payload"]) == ([label], f"e{key}", b'{"x": 1}')
+    store.write_checkpoint(Checkpoint(b"r", 7, {}), RecordChanges.none())
     store.close()
-    # the legacy entries are gone and a reopen reads the block
+    opts = Options(raw_mode=True)
+    db = Rdict(str(tmp_path / "s"), options=opts)
+    assert bytes(db[KEY_FORMAT]) == STORE_FORMAT
+    db[KEY_FORMAT] = b"99"
+    db.close()
+    with pytest.raises(StateError, match="format b'99'"):
+        RocksPartitionStore(tmp_path / "s")
+
+
+def test_record_columns_come_back_in_the_order_asked(tmp_path: Path) -> None:
+    """Records gathered column by column from several blocks, in the caller's order."""
+    from streamproc.state.records import decode_record, encode_records
+    from streamproc.state.store import Checkpoint, RecordChanges
+
     store = RocksPartitionStore(tmp_path / "s")
-    assert store.count_payloads() == 2 and store.load_checkpoint().next_offset == 7
+    for block in range(3):  # three checkpoints: three blocks
+        keys = np.arange(block * 10, block * 10 + 10, dtype=np.uint64)
+        ch = RecordChanges.none()
+        ch.put_labels = np.zeros(10, np.int64)
+        ch.put_keys = keys
+        ch.records = RecordColumns.from_records(
+            encode_records(np.zeros(10), keys.astype(np.int64), 0, np.zeros((10, 1), np.float32),
+                           [["a"]] * 10, [f"e{k}" for k in keys], [b"{}"] * 10)
+        )  # fmt: skip
+        store.write_checkpoint(Checkpoint(b"r", block, {}), ch)
+    want = np.array([25, 3, 17, 0, 29, 11], np.uint64)
+    got = store.get_record_columns(np.zeros(6, np.int64), want)
+    assert [decode_record(r)["id"] for r in got.records(list(range(6)))] == [f"e{k}" for k in want]
+    with pytest.raises(StateError, match="1 retained items lack records"):
+        store.get_record_columns(np.zeros(1, np.int64), np.array([999], np.uint64))
     store.close()

@@ -9,10 +9,10 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from sampler.errors import ConfigError
-from streamproc.remote import publish
+from devtools.supervise import processed_all
+from stratastream.errors import ConfigError
 from streamproc.settings import Settings
-from streamproc.supervise import processed_all
+from streamproc.snapshot.remote import publish
 from tests.conftest import read_topic
 from tests.trainer.conftest import make_snapshot
 from trainer.data import latest_version, load_snapshot
@@ -45,7 +45,7 @@ def test_snapshot_url_must_be_a_url() -> None:
 
 @pytest.mark.integration
 def test_worker_publishes_to_the_configured_url(deployment, tmp_path: Path) -> None:
-    from streamproc.produce import produce_synthetic
+    from devtools.produce import produce_synthetic
 
     remote = tmp_path / "remote"
     url = f"file://{remote}"
@@ -71,7 +71,7 @@ def test_worker_publishes_to_the_configured_url(deployment, tmp_path: Path) -> N
 
 
 def test_an_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
-    from streamproc.remote import RemoteStoreError
+    from streamproc.snapshot.remote import RemoteStoreError
 
     local = tmp_path / "snapshots"
     v, _ = make_snapshot(tmp_path / "run", 500, 2, seed=0, store=local)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sampler.errors import ConfigError
+from stratastream.errors import ConfigError
 from streamproc.settings import Settings
 
 
@@ -13,7 +13,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     cfg.write_text('partitions = 8\nmax_capacity = 500\nevents_topic = "logs"\n')
     s = Settings.load(cfg, env={"STRATA_MAX_CAPACITY": "700"}, partitions=2)
     assert (s.partitions, s.max_capacity, s.events_topic) == (2, 700, "logs")
-    assert s.sampler_config().policy.max_capacity == 700
+    assert s.sampler.policy.max_capacity == 700
 
 
 @pytest.mark.parametrize(

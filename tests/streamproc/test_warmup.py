@@ -8,10 +8,11 @@ import sys
 
 _PROBE = """
 import json
-from streamproc import eventscan, keys
+from streamproc.decode import eventscan
+from streamproc.decode import keys
 from sampler import kernels
 from streamproc.settings import Settings
-from streamproc.warmup import warm_up
+from streamproc.worker.warmup import warm_up
 
 names = {
     "scan_events": eventscan.scan_events, "label_codes": eventscan.label_codes,

@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from sampler import QuotaPolicy
-from streamproc.events import Limits
-from streamproc.processor import PartitionProcessor, SamplerConfig
-from streamproc.snapshot import Shard, build_snapshot, shard_records, write_shard
-from streamproc.state import RocksPartitionStore
+from streamproc.decode.events import Limits
+from streamproc.snapshot.build import build_snapshot
+from streamproc.snapshot.shards import export_shard, write_shard
+from streamproc.state.processor import PartitionProcessor, SamplerConfig
+from streamproc.state.store import RocksPartitionStore
 
 
 def make_snapshot(
@@ -71,13 +72,7 @@ def make_snapshot(
         proc.checkpoint()
         write_shard(
             shard_dir,
-            Shard(
-                part,
-                proc.next_offset,
-                proc.counters,
-                proc.reservoirs.to_bytes(),
-                shard_records(proc.store, proc.reservoirs),
-            ),
+            export_shard(part, proc.next_offset, proc.counters, proc.reservoirs, proc.store),
         )
         proc.store.close()
     m = build_snapshot(shard_dir, store or root / "snapshots", partitions=partitions)

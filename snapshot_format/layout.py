@@ -1,0 +1,88 @@
+"""Where things live in a local snapshot store, and how a writer makes a version visible.
+
+File names are spelled here and nowhere else. Versions are hex content hashes
+(:func:`check_version`), so a name read from ``LATEST`` or a topic can never leave the
+store (no ``..``, no ``/``).
+
+>>> check_version("0123456789abcdef")
+'0123456789abcdef'
+>>> check_version("../../etc")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+snapshot_format.errors.SnapshotFormatError: snapshot version: expected 16 hex digits, got ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import SnapshotFormatError
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "manifest.json"
+LATEST_FILE = "LATEST"
+SHARDS_DIR = "shards"  # the worker's per-partition shards, inside the store
+TMP_PREFIX = ".tmp-"  # versions being written; never read
+
+_VERSION = re.compile(r"[0-9a-f]{16}")
+
+
+def check_version(version: str) -> str:
+    """``version`` when it is a well-formed version id, else :class:`SnapshotFormatError`."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise SnapshotFormatError(f"snapshot version: expected 16 hex digits, got {version!r}")
+    return version
+
+
+def data_path(store: Path, version: str) -> Path:
+    return Path(store) / check_version(version) / DATA_FILE
+
+
+def manifest_path(store: Path, version: str) -> Path:
+    return Path(store) / check_version(version) / MANIFEST_FILE
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` so that readers see the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_latest(store: Path, version: str) -> None:
+    """Point ``LATEST`` at ``version`` (atomically)."""
+    Path(store).mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(store) / LATEST_FILE, check_version(version).encode())
+
+
+def install_version(store: Path, version: str, data: bytes, manifest_json: bytes) -> bool:
+    """Write one version's files into a temporary directory and rename it into place.
+
+    Returns False when the version exists already (content-addressed: same data).
+    ``LATEST`` is not moved; call :func:`write_latest` after.
+    """
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    final = store / check_version(version)
+    if final.exists():
+        return False
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store))
+    (tmp / DATA_FILE).write_bytes(data)
+    (tmp / MANIFEST_FILE).write_bytes(manifest_json)
+    try:
+        os.replace(tmp, final)
+    except OSError:  # a concurrent writer installed it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    return True
+
+
+def remove_version(store: Path, version: str) -> None:
+    shutil.rmtree(Path(store) / check_version(version), ignore_errors=True)

@@ -1,0 +1,99 @@
+"""Reading a snapshot store: a local directory or an fsspec URL (``s3://``, ``file://``...).
+
+Every reader goes through these helpers, so a missing or tampered entry is a
+:class:`SnapshotFormatError` naming it, and a version name is checked before it becomes
+a path.
+
+>>> import tempfile, pathlib
+>>> store = pathlib.Path(tempfile.mkdtemp())
+>>> read_manifest(store, "0123456789abcdef")
+Traceback (most recent call last):
+...
+snapshot_format.errors.SnapshotFormatError: snapshot 0123456789abcdef: no manifest.json in the store
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from .errors import SnapshotFormatError
+from .layout import DATA_FILE, LATEST_FILE, MANIFEST_FILE, TMP_PREFIX, check_version
+from .manifest import SnapshotManifest
+from .schema import check_table
+
+log = logging.getLogger(__name__)
+
+
+def _is_url(store) -> bool:
+    return "://" in str(store)
+
+
+def read_store_file(store: Path | str, relpath: str) -> bytes:
+    """A file of the store; ``FileNotFoundError`` when it is absent."""
+    if _is_url(store):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(str(store))
+        return fs.cat_file(f"{root.rstrip('/')}/{relpath}")
+    return (Path(store) / relpath).read_bytes()
+
+
+def latest_version(store: Path | str) -> str | None:
+    """The version ``LATEST`` names, or None when the store has no snapshot yet."""
+    try:
+        raw = read_store_file(store, LATEST_FILE)
+    except FileNotFoundError:
+        return None
+    try:
+        return check_version(raw.decode().strip())
+    except (UnicodeDecodeError, SnapshotFormatError) as e:
+        raise SnapshotFormatError(f"snapshot store {store}: LATEST is corrupt ({e})") from None
+
+
+def read_manifest(store: Path | str, version: str) -> SnapshotManifest:
+    check_version(version)
+    try:
+        raw = read_store_file(store, f"{version}/{MANIFEST_FILE}")
+    except FileNotFoundError:
+        raise SnapshotFormatError(f"snapshot {version}: no {MANIFEST_FILE} in the store") from None
+    return SnapshotManifest.from_json(raw, f"snapshot {version}: {MANIFEST_FILE}")
+
+
+def read_table(store: Path | str, version: str | None = None, columns: list[str] | None = None):
+    """The data of ``version`` (default: ``LATEST``) as a pyarrow Table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    version = version or latest_version(store)
+    if version is None:
+        raise SnapshotFormatError(f"snapshot store {store}: no snapshots yet")
+    check_version(version)
+    try:
+        raw = read_store_file(store, f"{version}/{DATA_FILE}")
+    except FileNotFoundError:
+        raise SnapshotFormatError(f"snapshot {version}: no {DATA_FILE} in {store}") from None
+    try:
+        table = pq.read_table(io.BytesIO(raw), columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise SnapshotFormatError(f"snapshot {version}: {DATA_FILE} is unreadable ({e})") from None
+    if columns is None:
+        check_table(table, f"snapshot {version}")
+    return table
+
+
+def list_manifests(store: Path) -> list[SnapshotManifest]:
+    """Manifests of a local store's versions, oldest first. An unreadable entry is logged
+    and skipped (it must not stop the listing, retention or later snapshots)."""
+    out = []
+    for m in Path(store).glob(f"*/{MANIFEST_FILE}"):
+        if m.parent.name.startswith((".", TMP_PREFIX)):
+            continue
+        try:
+            out.append(SnapshotManifest.from_json(m.read_bytes(), str(m)))
+        except (OSError, SnapshotFormatError) as e:
+            log.error(
+                "snapshot store %s: skipping unreadable entry %s: %s", store, m.parent.name, e
+            )
+    return sorted(out, key=lambda x: x.created_at)

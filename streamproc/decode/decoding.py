@@ -1,0 +1,240 @@
+"""Raw Kafka messages of one partition -> a :class:`DecodedBatch` of columns + rejects.
+
+Two paths, one result:
+
+1. **Fast path** (:mod:`streamproc.eventscan`): one numba pass over the batch's buffer
+   writes timestamps, features, label codes, relabel flags and the byte spans of ids and
+   payloads; numbers it cannot convert exactly are converted by one msgspec call for the
+   whole batch; the numeric limits are checked on whole columns.
+2. **Reference path**: every message the fast path is not sure of (escapes, non-ASCII
+   labels, odd numbers, anything invalid) is decoded on its own by msgspec into a
+   :class:`RawEvent`; :func:`validate` gives the exact reason of a reject.
+
+Event keys are hashed straight from the id bytes in numba. Ids and payloads stay in the
+buffer until read (only admitted events are). Frames go to :mod:`streamproc.frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+
+from streamproc.decode.columns import IdColumn, PayloadColumn
+from streamproc.decode.events import (
+    FEATURE_MAX,
+    DecodedBatch,
+    Limits,
+    RawEvent,
+    Reject,
+    labels_of,
+    validate,
+)
+from streamproc.decode.eventscan import (
+    C_FIXED,
+    C_ID_E,
+    C_ID_S,
+    C_LAB_N,
+    C_PAY_E,
+    C_PAY_S,
+    C_RELABEL,
+    C_TS_E,
+    C_TS_M,
+    FRAME,
+    OK,
+    OVERSIZED,
+    SLOW,
+    TOMBSTONE,
+    gather_numbers,
+    label_codes,
+    out_width,
+    scan_events,
+)
+from streamproc.decode.frames import decode_frame
+from streamproc.decode.jsonscan import exact_values
+from streamproc.decode.keys import event_keys, span_keys
+from streamproc.decode.messages import RawMessages
+
+_one = msgspec.json.Decoder(RawEvent)
+_floats = msgspec.json.Decoder(list[float])
+_INF = float("inf")
+
+
+def decode_batch(
+    topic: str,
+    partition: int,
+    messages: RawMessages | list[tuple[int, bytes | None, float | None]],
+    limits: Limits,
+    scrub: Callable | None = None,
+    reference_only: bool = False,
+) -> DecodedBatch:
+    """Decode the messages of one partition (columns, or (offset, value, ts) triples).
+    ``reference_only`` sends every message through msgspec (for tests and comparisons)."""
+    raw = messages if isinstance(messages, RawMessages) else RawMessages.from_tuples(messages)
+    n, dim, cap = len(raw), limits.feature_dim, limits.max_labels_per_event
+    if n == 0:
+        return DecodedBatch.empty(partition, dim)
+    buf = raw.array
+    status = np.empty(n, np.int8)
+    out = np.zeros((n, out_width(dim, cap)), np.int64)
+    hard = np.empty((n * (1 + dim), 4), np.int64)
+    aside, max_bytes = raw.kept_aside(), limits.max_event_bytes
+    nhard = scan_events(
+        buf, raw.starts, raw.ends, raw.tomb, aside, max_bytes, dim, cap, status, out, hard
+    )
+    if reference_only:
+        status[status == OK] = SLOW
+        nhard = 0
+    fm, ls = C_FIXED, C_FIXED + 2 * dim
+    ts = exact_values(out[:, C_TS_M], out[:, C_TS_E])
+    feats = exact_values(out[:, fm : fm + dim], out[:, fm + dim : fm + 2 * dim])
+    if nhard:
+        _convert_hard(buf, status, ts, feats, hard[:nhard])
+    lab_s, lab_e = out[:, ls : ls + cap], out[:, ls + cap : ls + 2 * cap]
+    lab_n = out[:, C_LAB_N]
+    id_s, id_e = out[:, C_ID_S], out[:, C_ID_E]
+    pay_s, pay_e = out[:, C_PAY_S], out[:, C_PAY_E]
+    relabel = out[:, C_RELABEL]
+    ok = status == OK
+    # numeric limits on whole columns (NaN message timestamps compare False)
+    late = ts > raw.msg_ts + limits.max_future_s
+    status[ok & (late | ~(np.abs(feats) <= FEATURE_MAX).all(axis=1))] = SLOW
+    codes = np.zeros((n, cap), np.int32)
+    ex_s, ex_e = np.zeros(n * cap + 1, np.int64), np.zeros(n * cap + 1, np.int64)
+    nv = label_codes(buf, status, lab_s, lab_e, lab_n, codes, ex_s, ex_e)
+    vocab = {raw.buf[ex_s[c] : ex_e[c]].decode("ascii"): c for c in range(nv)}
+
+    reference = int((status == SLOW).sum())
+    rejects: list[Reject] = []
+    frames: list[DecodedBatch] = []
+    ids: dict[int, str | None] = {}
+    payloads: dict[int, bytes] = {}
+    for m in np.flatnonzero(status != OK).tolist():
+        st, offset = status[m], int(raw.offsets[m])
+        if st == TOMBSTONE:
+            rejects.append(Reject(partition, offset, "value: empty message (tombstone)", b""))
+        elif st == FRAME:
+            v = raw.value(m)
+            frames.append(
+                decode_frame(topic, partition, offset, v, raw.timestamp(m), limits, scrub, rejects)
+            )
+        elif st == OVERSIZED:
+            size = int(raw.ends[m] - raw.starts[m])
+            reason = f"value: {size} bytes exceed max_event_bytes={limits.max_event_bytes}"
+            rejects.append(Reject(partition, offset, reason, raw.value(m)[:1024]))
+        else:
+            ev = _reference(raw.value(m), partition, offset, raw.timestamp(m), limits, rejects)
+            if ev is None:
+                continue
+            labs, ts[m], feats[m] = ev[0], ev[1].ts, ev[1].features
+            id_s[m] = pay_s[m] = -1  # spans a partial fast scan may have left
+            lab_n[m] = len(labs)
+            codes[m, : len(labs)] = [vocab.setdefault(x, len(vocab)) for x in labs]
+            relabel[m] = int(ev[1].relabel)
+            ids[m] = ev[1].id
+            payloads[m] = bytes(ev[1].payload)
+            status[m] = OK
+    if scrub is not None:
+        _scrub(raw, status, pay_s, pay_e, payloads, scrub, partition, rejects)
+
+    rows = np.flatnonzero(status == OK)
+    out = _assemble(topic, partition, raw, rows, ts, feats, codes, lab_n, list(vocab), id_s,
+                    id_e, ids, pay_s, pay_e, payloads, relabel)  # fmt: skip
+    out = DecodedBatch.concat([out, *frames], partition, dim) if frames else out
+    out.rejects = rejects
+    out.reference_decoded = reference
+    return out
+
+
+def _convert_hard(buf, status, ts, feats, hard) -> None:
+    """Numbers the fast path left to msgspec, converted in one call for the batch."""
+    row, slot, s, e = hard[:, 0], hard[:, 1], hard[:, 2], hard[:, 3]
+    out = np.empty(int((e - s).sum()) + row.shape[0] + 2, np.uint8)
+    size = gather_numbers(buf, s, e, row.shape[0], out)
+    try:
+        vals = np.array(_floats.decode(out[:size].tobytes()), dtype=np.float64)
+    except (msgspec.DecodeError, msgspec.ValidationError):  # e.g. out of range
+        status[np.unique(row)] = SLOW
+        return
+    at_ts = slot == 0
+    ts[row[at_ts]] = vals[at_ts]
+    feats[row[~at_ts], slot[~at_ts] - 1] = vals[~at_ts]
+
+
+def _reference(value: bytes, partition: int, offset: int, msg_ts, limits: Limits, rejects):
+    """(labels, event) of a message the fast path left over, or None (rejected)."""
+    try:
+        ev = _one.decode(value)
+    except msgspec.ValidationError as e:
+        rejects.append(Reject(partition, offset, f"schema: {e}", value))
+        return None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec raises the latter
+        rejects.append(Reject(partition, offset, f"decode: {e}", value))  # for bad UTF-8 keys
+        return None
+    labs = labels_of(ev, limits.max_labels_per_event)
+    f, x = ev.features, ev.ts
+    if (
+        labs is None
+        or len(f) != limits.feature_dim
+        or not (-_INF < x < _INF)
+        or (msg_ts is not None and x > msg_ts + limits.max_future_s)
+        or not all(-FEATURE_MAX <= v <= FEATURE_MAX for v in f)
+    ):
+        rejects.append(Reject(partition, offset, validate(ev, limits, msg_ts) or "event", value))
+        return None
+    return labs, ev
+
+
+def _scrub(raw, status, pay_s, pay_e, payloads, scrub, partition, rejects) -> None:
+    """PII scrubbing: per accepted event (configured fields must be looked at)."""
+    for m in np.flatnonzero(status == OK).tolist():
+        p = payloads.get(m)
+        if p is None:
+            p = raw.buf[int(pay_s[m]) : int(pay_e[m])] if pay_s[m] >= 0 else b"null"
+        clean, why = scrub(p)
+        if why is not None:
+            rejects.append(Reject(partition, int(raw.offsets[m]), why, raw.value(m)))
+            status[m] = SLOW
+        else:
+            payloads[m] = clean
+
+
+def _assemble(topic, partition, raw, rows, ts, feats, codes, lab_n, vocab, id_s, id_e, ids,
+              pay_s, pay_e, payloads, relabel) -> DecodedBatch:  # fmt: skip
+    """The accepted rows, compacted into a DecodedBatch (offset order)."""
+    k = rows.shape[0]
+    offsets = raw.offsets[rows]
+    counts = lab_n[rows]
+    label_offsets = np.zeros(k + 1, np.int64)
+    np.cumsum(counts, out=label_offsets[1:])
+    take = np.arange(codes.shape[1])[None, :] < counts[:, None]
+    keys = np.empty(k, np.uint64)
+    pos = {int(m): t for t, m in enumerate(rows.tolist())} if ids or payloads else {}
+    fast_id = id_s[rows] >= 0
+    if fast_id.any():
+        sel = np.flatnonzero(fast_id)
+        keys[sel] = span_keys(raw.array, id_s, id_e, rows[sel])
+    if not fast_id.all():
+        sel = np.flatnonzero(~fast_id)
+        keys[sel] = event_keys(
+            topic, partition, offsets[sel], [ids.get(int(rows[t])) for t in sel.tolist()]
+        )
+    id_over = {pos[m]: v for m, v in ids.items() if v is not None and m in pos}
+    pay_over = {pos[m]: v for m, v in payloads.items() if m in pos}
+    out = DecodedBatch(
+        partition,
+        offsets,
+        ts[rows],
+        keys,
+        vocab,
+        codes[rows][take],
+        label_offsets,
+        feats[rows].astype(np.float32),
+        PayloadColumn(raw.buf, pay_s[rows], pay_e[rows], pay_over),
+        IdColumn(raw.buf, id_s[rows], id_e[rows], id_over, f"{topic}/{partition}/", offsets),
+    )
+    rel = relabel[rows] != 0
+    if rel.any():
+        out.relabel = rel
+    return out

@@ -1,0 +1,199 @@
+"""Human in the loop: predictions, votes and corrections, annotations.
+
+Endpoints (on the worker's web server; ``Authorization: Bearer <hitl_token>``):
+
+* ``POST /predict`` ``{"features": [...], "event_id": "optional"}`` runs the trainer's
+  promoted model and answers ``{"prediction_id", "label", "probability", "model"}``.
+* ``POST /feedback`` ``{"prediction_id", "vote": "up"|"down"}`` or
+  ``{"prediction_id", "label": "<corrected>"}``.
+* ``POST /annotations`` ``{"item_id", "annotator_id", "label"}``.
+* ``GET /openapi.json`` describes them.
+
+Every body is validated (a 4xx names the field), bounded in size and rate, and
+acknowledged only after its record is durably written to the ``predictions``,
+``feedback`` or ``annotations`` topic. Faust agents then join feedback with its
+prediction (tables keyed by prediction id; a prediction older than
+``hitl_prediction_ttl_s`` is ignored and dropped when its key is next touched): a
+correction becomes a labelled event on ``events`` (payload ``{"source": "feedback", ...}``),
+so it enters the same per-label reservoirs; a down-vote without a correction is counted
+and queued on ``relabel``. Annotations feed an
+:class:`AnnotationBook`; an item whose agreement falls below ``hitl_agreement_bar`` is
+queued on ``relabel``; per-label kappas are exported as metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import msgspec
+import numpy as np
+import orjson
+
+from streamproc.hitl.agreement import AnnotationBook
+from streamproc.hitl.joins import annotation_relabel, join_feedback
+from streamproc.hitl.predictor import Predictor
+from streamproc.hitl.ratelimit import TokenBucket
+from streamproc.hitl.requests import (
+    OPENAPI,
+    AnnotationRequest,
+    FeedbackRequest,
+    HttpError,
+    PredictRequest,
+    check_annotation,
+    check_feedback,
+    check_predict,
+    decode,
+)
+from streamproc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: ANN001
+    """Register the endpoints and the agents on the worker's Faust app."""
+    s = settings
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    predictions = app.topic(s.predictions_topic, partitions=s.hitl_partitions, **raw)
+    feedback = app.topic(s.feedback_topic, partitions=s.hitl_partitions, **raw)
+    annotations = app.topic(s.annotations_topic, partitions=s.hitl_partitions, **raw)
+    events = app.topic(s.events_topic, **raw)
+    relabel = app.topic(s.relabel_topic, **raw)
+    pred_table = app.Table("hitl-predictions", partitions=s.hitl_partitions)
+    pending = app.Table("hitl-feedback", partitions=s.hitl_partitions)
+    predictor = Predictor(s.hitl_registry_dir)
+    bucket = TokenBucket(s.hitl_rate_per_s, s.hitl_burst)
+    book = AnnotationBook()
+
+    async def guarded(web, request, handler):
+        endpoint = request.path
+        try:
+            if not s.hitl_token:
+                raise HttpError(503, "human-in-the-loop endpoints are disabled: set hitl_token")
+            if request.headers.get("Authorization") != f"Bearer {s.hitl_token}":
+                raise HttpError(401, "missing or wrong bearer token")
+            if not bucket.allow(request.remote or "?"):
+                raise HttpError(429, f"rate limit: {s.hitl_rate_per_s:g} requests/s")
+            if (request.content_length or 0) > s.hitl_max_body_bytes:
+                raise HttpError(413, f"body larger than {s.hitl_max_body_bytes} bytes")
+            body = await request.read()
+            if len(body) > s.hitl_max_body_bytes:
+                raise HttpError(413, f"body larger than {s.hitl_max_body_bytes} bytes")
+            status, out = await handler(body)
+        except HttpError as e:
+            metrics.hitl_requests.labels(endpoint, str(e.status)).inc()
+            return web.json({"error": e.message}, status=e.status)
+        metrics.hitl_requests.labels(endpoint, str(status)).inc()
+        return web.json(out, status=status)
+
+    async def durable(topic, key: str, value: dict) -> None:
+        fut = await topic.send(key=key.encode(), value=orjson.dumps(value))
+        await fut  # acknowledged by the broker before we answer
+
+    async def do_predict(body: bytes):
+        req = check_predict(decode(PredictRequest, body))
+        label, prob, model = await asyncio.get_running_loop().run_in_executor(
+            None, predictor.predict, req.features
+        )
+        pid = uuid.uuid4().hex
+        await durable(
+            predictions,
+            pid,
+            {
+                "prediction_id": pid,
+                "label": label,
+                "probability": prob,
+                "model": model,
+                "features": req.features,
+                "event_id": req.event_id,
+                "ts": time.time(),
+            },
+        )
+        metrics.predictions.inc()
+        return 200, {"prediction_id": pid, "label": label, "probability": prob, "model": model}
+
+    async def do_feedback(body: bytes):
+        req = check_feedback(decode(FeedbackRequest, body))
+        await durable(feedback, req.prediction_id, msgspec.structs.asdict(req))
+        return 202, {"accepted": True}
+
+    async def do_annotation(body: bytes):
+        req = check_annotation(decode(AnnotationRequest, body))
+        await durable(annotations, req.item_id, msgspec.structs.asdict(req))
+        return 202, {"accepted": True}
+
+    for path, handler in (
+        ("/predict", do_predict),
+        ("/feedback", do_feedback),
+        ("/annotations", do_annotation),
+    ):
+        app.page(path)(_post_view(handler, guarded))
+
+    @app.page("/openapi.json")
+    async def openapi(web, request):
+        return web.json(OPENAPI)
+
+    async def resolve(pid: str) -> None:
+        """Runs inside the agent handling ``pid``'s event, so table writes go to the right
+        changelog partition (both topics are keyed and partitioned by prediction id)."""
+        out = join_feedback(
+            pid, pred_table.get(pid), pending.get(pid), time.time(), s.hitl_prediction_ttl_s
+        )
+        if out.kind == "expired":
+            del pred_table[pid]  # past the retention bound: forget it
+            return
+        if out.kind == "waiting":
+            return
+        del pending[pid]
+        if out.event is not None:
+            await events.send(key=out.event["id"].encode(), value=orjson.dumps(out.event))
+            metrics.corrections.labels(out.event["label"]).inc()
+        elif out.relabel is not None:
+            metrics.votes.labels("down").inc()
+            metrics.downvotes.labels(out.relabel["predicted"]).inc()
+            await relabel.send(key=pid.encode(), value=orjson.dumps(out.relabel))
+            metrics.relabel_queued.labels("down-vote").inc()
+        else:
+            metrics.votes.labels("up").inc()
+
+    @app.agent(predictions)
+    async def on_prediction(stream):
+        async for value in stream:
+            rec = orjson.loads(value)
+            pred_table[rec["prediction_id"]] = rec
+            await resolve(rec["prediction_id"])
+
+    @app.agent(feedback)
+    async def on_feedback(stream):
+        async for value in stream:
+            fb = orjson.loads(value)
+            pending[fb["prediction_id"]] = fb
+            await resolve(fb["prediction_id"])
+
+    @app.agent(annotations)
+    async def on_annotation(stream):
+        async for value in stream:
+            a = orjson.loads(value)
+            book.update(a["item_id"], a["annotator_id"], a["label"])
+            request = annotation_relabel(book, a["item_id"], s.hitl_agreement_bar, held)
+            if request is not None:
+                await relabel.send(key=a["item_id"].encode(), value=orjson.dumps(request))
+                metrics.relabel_queued.labels("low-agreement").inc()
+
+    @app.timer(10.0)
+    async def export_kappas():
+        for label, k in book.label_kappas().items():
+            if np.isfinite(k):
+                metrics.annotation_kappa.labels(label).set(k)
+
+
+def _post_view(handler, guarded):
+    import faust
+
+    class View(faust.web.View):
+        async def post(self, request):
+            return await guarded(self, request, handler)
+
+    return View

@@ -1,0 +1,39 @@
+"""The promoted model behind ``POST /predict``: the only module of ``streamproc`` that
+imports ``trainer`` (and so torch), and only when the first prediction is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from streamproc.hitl.requests import HttpError
+
+
+class Predictor:
+    """The trainer's promoted model, reloaded when the promotion changes."""
+
+    def __init__(self, registry_dir: Path) -> None:
+        self.registry_dir = Path(registry_dir)
+        self._loaded: str | None = None
+        self._model = None
+        self._entry = None
+
+    def predict(self, features: list[float]) -> tuple[str, float, str]:
+        from trainer.registry import ModelRegistry
+        from trainer.train import predict_proba
+
+        reg = ModelRegistry(self.registry_dir)
+        cur = reg.promoted()
+        if cur is None:
+            raise HttpError(503, f"no promoted model in registry {self.registry_dir}")
+        if cur.id != self._loaded:
+            self._model, self._entry = reg.load_model(cur.id)
+            self._loaded = cur.id
+        dim = self._entry.meta["dim"]
+        if len(features) != dim:
+            raise HttpError(400, f"features: expected {dim} numbers, got {len(features)}")
+        p = predict_proba(self._model, np.asarray([features], dtype=np.float32))[0]
+        top = int(p.argmax())
+        return self._entry.label_names[top], float(p[top]), cur.id

@@ -1,0 +1,51 @@
+"""Publishing snapshots to a remote store through fsspec (``s3://``, ``gs://``, ``abfs://``,
+``file://``, ``memory://`` ...), when ``snapshot_url`` is configured.
+
+Object stores have no atomic directory rename, so visibility is ordered instead: a
+version's ``data.parquet`` is written first, its ``manifest.json`` second, and ``LATEST``
+last. Readers (``streamproc snapshot``, the trainer) only consider versions that have a
+manifest and follow ``LATEST``, so they never see a half-written snapshot. Old versions
+beyond the retention are removed after ``LATEST`` moved on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stratastream.errors import ConfigError, StratastreamError
+
+
+class RemoteStoreError(StratastreamError):
+    """The remote snapshot store could not be reached or written."""
+
+
+def _fs(url: str):
+    try:
+        import fsspec
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ConfigError("snapshot_url: fsspec is not installed") from e
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ValueError, ImportError) as e:
+        raise ConfigError(f"snapshot_url: cannot use {url!r} ({e})") from e
+
+
+def publish(url: str, local_store: Path, version: str, retention: int) -> None:
+    """Copy one local snapshot version to the remote store, then move ``LATEST``."""
+    fs, root = _fs(url)
+    root = root.rstrip("/")
+    try:
+        fs.makedirs(f"{root}/{version}", exist_ok=True)
+        for name in ("data.parquet", "manifest.json"):  # the manifest last: it makes it visible
+            fs.pipe_file(f"{root}/{version}/{name}", (local_store / version / name).read_bytes())
+        fs.pipe_file(f"{root}/LATEST", version.encode())
+        manifests = []
+        for p in fs.glob(f"{root}/*/manifest.json"):
+            m = json.loads(fs.cat_file(p))
+            manifests.append((m["created_at"], m["version"]))
+        for _, old in sorted(manifests)[: max(0, len(manifests) - retention)]:
+            if old != version:
+                fs.rm(f"{root}/{old}", recursive=True)
+    except OSError as e:
+        raise RemoteStoreError(f"snapshot_url {url!r}: publishing {version} failed: {e}") from e

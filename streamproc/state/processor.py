@@ -1,0 +1,174 @@
+"""One source partition's processing: decode -> sample -> buffer payload changes -> checkpoint.
+
+Kafka-free (the worker feeds it messages and does the I/O around it), so it is tested
+directly. When to checkpoint and the order around it (flush the dead letters, write,
+commit) belong to :class:`streamproc.worker.checkpointer.Checkpointer`; this class writes
+payload puts/deletes + reservoirs + next offset + counters in one atomic batch.
+
+A crash anywhere replays from the checkpoint's offset: the reservoirs and counters of the
+checkpoint exclude those events, so the replay ends in the state of a run that never died.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sampler import LabelReservoirs, QuotaPolicy, expand_labels
+from streamproc.decode.columns import pack
+from streamproc.decode.decoding import decode_batch
+from streamproc.decode.events import DecodedBatch, Limits, Reject
+from streamproc.decode.messages import RawMessages
+from streamproc.decode.packed import Packed
+from streamproc.state.changes import RetainedChanges
+from streamproc.state.records import RecordColumns, label_blob
+from streamproc.state.store import Checkpoint, PartitionStore, RecordChanges
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    policy: QuotaPolicy
+    mode: str = "uniform"
+    half_life: float | None = None
+    seed: int = 0
+    multilabel: str = "primary"
+
+    def new(self) -> LabelReservoirs:
+        return LabelReservoirs(self.policy, self.mode, self.half_life, self.seed)
+
+
+class PartitionProcessor:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        store: PartitionStore,
+        sampler: SamplerConfig,
+        limits: Limits,
+        scrub: Callable | None = None,
+    ) -> None:
+        self.topic, self.partition = topic, partition
+        self.store, self.sampler, self.limits, self.scrub = store, sampler, limits, scrub
+        ckpt = store.load_checkpoint()
+        if ckpt is None:
+            self.reservoirs = sampler.new()
+            self.next_offset = 0
+            self.counters = {"events": 0, "accepted": 0, "rejected": 0, "rows": 0}
+        else:
+            self.reservoirs = LabelReservoirs.from_bytes(ckpt.reservoirs)
+            if not self.reservoirs.compatible_with(sampler.new()):
+                from stratastream.errors import StateError
+
+                raise StateError(
+                    f"partition {partition}: stored reservoirs were built with a "
+                    "different sampler configuration; clear the state directory"
+                )
+            self.next_offset = ckpt.next_offset
+            self.counters = dict(ckpt.counters)
+        # retained-set changes since the checkpoint; admissions point into _pending
+        self._changes = RetainedChanges()
+        self._pending = RecordColumns.empty()  # records of the admitted events
+        self.pending_bytes = 0  # memory the pending admissions keep alive
+        self.since_checkpoint = 0
+        self.checkpointed_offset = self.next_offset  # durable in the store
+        self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
+        self.last_checkpoint = time.monotonic()
+        self.last_batch: DecodedBatch | None = None
+
+    def process(
+        self, messages: RawMessages | list[tuple[int, bytes | None, float | None]]
+    ) -> list[Reject]:
+        """Apply messages (columns, or (offset, value, message ts) triples); offsets below
+        the checkpoint are skipped."""
+        self.last_batch = None
+        raw = messages if isinstance(messages, RawMessages) else RawMessages.from_tuples(messages)
+        if len(raw) == 0:
+            return []
+        fresh = raw.offsets >= self.next_offset
+        if not fresh.all():
+            if not fresh.any():
+                return []
+            raw = raw.select(fresh)
+        batch = decode_batch(self.topic, self.partition, raw, self.limits, self.scrub)
+        self._apply(batch)
+        self.last_batch = batch
+        self.next_offset = int(raw.offsets.max()) + 1
+        self.counters["events"] += len(raw)
+        self.counters["accepted"] += len(batch)
+        self.counters["rejected"] += len(batch.rejects)
+        self.since_checkpoint += len(batch) + len(batch.rejects)  # events (frame rows too)
+        return batch.rejects
+
+    def _apply(self, b: DecodedBatch) -> None:
+        n = len(b)
+        if n == 0:
+            return
+        vocab_ids = self.reservoirs.encode(b.label_vocab)  # a few labels, not n
+        ids = vocab_ids[b.label_codes] if b.label_codes.size else np.zeros(0, np.int32)
+        rows = expand_labels(b.label_offsets, ids, mode=self.sampler.multilabel)
+        ev = rows.event_index
+        out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
+        self.counters["rows"] += int(ev.shape[0])
+        self._evict(out)
+        if out.admitted.size:
+            # An admitted event's payload record is built now, for the batch at once, and
+            # kept pending (the consumed batch's buffer is freed); the checkpoint writes
+            # the pending records of the items still retained then. The change log points
+            # each admission at its pending record.
+            r = out.admitted
+            kept, row = np.unique(ev[r], return_inverse=True)
+            self._changes.admit(rows.labels[r], b.keys[ev[r]], len(self._pending) + row)
+            recs = self._record_columns(b, kept)
+            self._pending.extend(recs)
+            self.pending_bytes += recs.nbytes
+        if b.relabel is not None and b.relabel.any():  # corrections replace old labels
+            r = np.flatnonzero(b.relabel)
+            self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
+
+    def _evict(self, out) -> None:
+        self._changes.evict(out.evicted_labels, out.evicted_keys)
+
+    def _record_columns(self, b: DecodedBatch, idx: np.ndarray) -> RecordColumns:
+        """Payload records of rows ``idx`` of a batch, column by column."""
+        lo, hi = b.label_offsets[idx], b.label_offsets[idx + 1]
+        if ((hi - lo) == 1).all():  # one label per row: one blob per vocabulary entry
+            vocab = Packed.of([label_blob([x]) for x in b.label_vocab])
+            blobs = vocab.take(b.label_codes[lo])
+        else:
+            blobs = Packed.of([label_blob(x) for x in b.labels_take(idx.tolist())])
+        return RecordColumns.pack(
+            b.ts[idx],
+            b.offsets[idx],
+            self.partition,
+            b.features[idx],
+            hi - lo,
+            blobs,
+            pack(b.ids, idx),
+            pack(b.payloads, idx),
+        )
+
+    def boost(self, labels: list[str]) -> None:
+        """Raise the quota of scarce labels (known to this partition); other labels may
+        shrink, and the payloads of what they evict are deleted at the next checkpoint."""
+        known = [x for x in labels if x in self.reservoirs.labels]
+        if known and not set(known) <= self.reservoirs.boosted:
+            self._evict(self.reservoirs.boost(known))
+            self.since_checkpoint += 1  # the new quotas must reach the next checkpoint
+
+    def checkpoint(self) -> Checkpoint:
+        ckpt = Checkpoint(self.reservoirs.to_bytes(), self.next_offset, dict(self.counters))
+        puts, gone = self._changes.resolve()
+        changes = RecordChanges(
+            puts.labels, puts.keys, self._pending.take(puts.rows), gone.labels, gone.keys
+        )
+        self.store.write_checkpoint(ckpt, changes)
+        self._changes.clear()
+        self._pending = RecordColumns.empty()
+        self.pending_bytes = 0
+        self.checkpointed_offset = self.next_offset
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        return ckpt

@@ -1,0 +1,183 @@
+"""Durable per-partition state: a small store interface and its RocksDB implementation.
+
+One store per source partition holds the payload records of the events its reservoirs
+retain, plus the checkpoint: the serialized reservoirs, the next source offset they
+reflect and the partition's counters. :meth:`PartitionStore.write_checkpoint` applies
+record changes and the checkpoint in one atomic RocksDB write batch (WAL written,
+fsynced when ``state_sync`` is on), so state and offsets can never disagree. Nothing is
+written per event.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import orjson
+
+from stratastream.errors import StateError
+from streamproc.state.recordblocks import RecordTable
+from streamproc.state.records import RecordColumns, block_records
+
+# Stored keys. ``m:`` keys hold one value each; ``b:`` + u64 big endian holds a record block.
+KEY_FORMAT = b"m:format"  # STORE_FORMAT, written with every checkpoint
+KEY_RESERVOIRS = b"m:reservoirs"  # serialized LabelReservoirs (sampler.serialization)
+KEY_NEXT_OFFSET = b"m:next_offset"  # i64 big endian: first source offset not reflected
+KEY_COUNTERS = b"m:counters"  # JSON object of the partition's counters
+KEY_RECORD_TABLE = b"m:record-table"  # locator: (label id, key) -> (block, row)
+BLOCK_PREFIX = b"b:"
+STORE_FORMAT = b"1"
+
+
+@dataclass
+class Checkpoint:
+    reservoirs: bytes
+    next_offset: int
+    counters: dict = field(default_factory=dict)
+
+
+@dataclass
+class RecordChanges:
+    """What a checkpoint changes among the payload records: records of items now
+    retained (row i of ``records`` for item (put_labels[i], put_keys[i])) and items gone."""
+
+    put_labels: np.ndarray
+    put_keys: np.ndarray
+    records: RecordColumns
+    del_labels: np.ndarray
+    del_keys: np.ndarray
+
+    @classmethod
+    def none(cls) -> RecordChanges:
+        z = np.zeros(0, np.int64)
+        return cls(z, z.astype(np.uint64), RecordColumns.empty(), z, z.astype(np.uint64))
+
+
+class PartitionStore(Protocol):
+    def load_checkpoint(self) -> Checkpoint | None: ...
+
+    def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None: ...
+
+    def get_records(self, labels: np.ndarray, keys: np.ndarray) -> list[bytes | None]: ...
+
+    def get_record_columns(self, labels: np.ndarray, keys: np.ndarray) -> RecordColumns: ...
+
+    def close(self) -> None: ...
+
+
+class RocksPartitionStore:
+    """:class:`PartitionStore` on RocksDB (rocksdict), one database per partition.
+
+    Payload records live in blocks with a locator table (:mod:`streamproc.recordblocks`);
+    a checkpoint is one atomic write batch: its block (new records plus compacted ones),
+    deletions of dead blocks, the locator table, the reservoirs, the offset, the counters.
+    """
+
+    def __init__(self, path: Path, sync: bool = False) -> None:
+        from rocksdict import Options, Rdict, WriteOptions
+
+        path.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        try:
+            self._db = Rdict(str(path), options=opts)
+        except Exception as e:
+            raise StateError(f"cannot open state store at {path}: {e}") from e
+        self._wopts = WriteOptions()
+        # The WAL is always written (a killed process loses nothing); ``sync`` also fsyncs
+        # it per checkpoint. Without, an OS crash may lose the latest checkpoints, never
+        # part of one (write batches recover atomically), and the worker resumes from the
+        # checkpoint it finds -- it never resumes from a committed Kafka offset.
+        self._wopts.sync = sync
+        self.path = path
+        fmt = self._db.get(KEY_FORMAT)
+        if fmt is not None and bytes(fmt) != STORE_FORMAT:
+            raise StateError(
+                f"state store {path}: format {bytes(fmt)!r}, this version reads {STORE_FORMAT!r}"
+            )
+        table = self._db.get(KEY_RECORD_TABLE)
+        self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        res = self._db.get(KEY_RESERVOIRS)
+        if res is None:
+            return None
+        off = self._db.get(KEY_NEXT_OFFSET)
+        cnt = self._db.get(KEY_COUNTERS)
+        if off is None or cnt is None:
+            raise StateError(f"state store {self.path}: checkpoint is incomplete")
+        return Checkpoint(bytes(res), struct.unpack(">q", off)[0], orjson.loads(cnt))
+
+    def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None:
+        from rocksdict import WriteBatch
+
+        n = len(changes.records)
+        plan = self.table.apply(
+            changes.put_labels, changes.put_keys, n, changes.del_labels, changes.del_keys
+        )
+        wb = WriteBatch(raw_mode=True)
+        if plan.new_block is not None:
+            block = RecordColumns.empty()
+            block.extend(changes.records)
+            for old, index in plan.moved.items():  # compaction: live records move here
+                block.extend(RecordColumns.from_block(self._block(old), index))
+            wb.put(_block_key(plan.new_block), block.to_block())
+        for b in plan.dead:
+            wb.delete(_block_key(b))
+        wb.put(KEY_RECORD_TABLE, self.table.to_bytes())
+        wb.put(KEY_RESERVOIRS, ckpt.reservoirs)
+        wb.put(KEY_NEXT_OFFSET, struct.pack(">q", ckpt.next_offset))
+        wb.put(KEY_COUNTERS, orjson.dumps(ckpt.counters))
+        wb.put(KEY_FORMAT, STORE_FORMAT)
+        self._db.write(wb, self._wopts)
+
+    def _block(self, b: int) -> bytes:
+        data = self._db.get(_block_key(b))
+        if data is None:
+            raise StateError(f"state store {self.path}: record block {b} is missing")
+        return bytes(data)
+
+    def get_records(self, labels: np.ndarray, keys: np.ndarray) -> list[bytes | None]:
+        """Records of the items (label ids, keys); None for items without one."""
+        where = self.table.locate(np.asarray(labels, np.int64), np.asarray(keys, np.uint64))
+        out: list[bytes | None] = [None] * where.shape[0]
+        for b in np.unique(where[:, 0]).tolist():
+            if b < 0:
+                continue
+            rows = np.flatnonzero(where[:, 0] == b)
+            recs = block_records(self._block(b), where[rows, 1].tolist())
+            for r, rec in zip(rows.tolist(), recs, strict=True):
+                out[r] = rec
+        return out
+
+    def get_record_columns(self, labels: np.ndarray, keys: np.ndarray) -> RecordColumns:
+        """Records of the items (label ids, keys), in that order, gathered column by column
+        from their blocks; :class:`StateError` when an item has no record."""
+        where = self.table.locate(np.asarray(labels, np.int64), np.asarray(keys, np.uint64))
+        if where.shape[0] and (where[:, 0] < 0).any():
+            missing = int((where[:, 0] < 0).sum())
+            raise StateError(f"state store {self.path}: {missing} retained items lack records")
+        out = RecordColumns.empty()
+        order = []
+        for b in np.unique(where[:, 0]).tolist():
+            rows = np.flatnonzero(where[:, 0] == b)
+            out.extend(RecordColumns.from_block(self._block(b), where[rows, 1]))
+            order.append(rows)
+        if not order:
+            return out
+        pos = np.empty(where.shape[0], np.int64)
+        pos[np.concatenate(order)] = np.arange(where.shape[0])
+        return out.take(pos)
+
+    def count_payloads(self) -> int:
+        return len(self.table)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _block_key(b: int) -> bytes:
+    return BLOCK_PREFIX + struct.pack(">Q", b)

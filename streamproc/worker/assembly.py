@@ -1,0 +1,40 @@
+"""Assembly: each component gets only its settings section, turned into its own types.
+
+The settings know nothing of the components (:mod:`streamproc.settings` imports nothing
+of ``streamproc``); this module is the one place that maps sections onto them.
+
+>>> from streamproc.settings import Settings
+>>> s = Settings.load(env={}, feature_dim=3, max_capacity=500)
+>>> limits(s.decode).feature_dim, sampler_config(s.sampler).policy.max_capacity
+(3, 500)
+"""
+
+from __future__ import annotations
+
+from drift.monitor import DriftConfig
+from streamproc.decode.events import Limits
+from streamproc.decode.pii import PiiScrubber
+from streamproc.settings import DecodeSection, DriftSection, SamplerSection
+from streamproc.state.processor import SamplerConfig
+
+
+def limits(d: DecodeSection) -> Limits:
+    return Limits(d.feature_dim, d.max_event_bytes, d.max_future_s)
+
+
+def scrubber(d: DecodeSection) -> PiiScrubber | None:
+    if not (d.pii_hash_fields or d.pii_text_fields):
+        return None
+    return PiiScrubber(d.pii_key.encode(), d.pii_hash_fields, d.pii_text_fields)
+
+
+def sampler_config(s: SamplerSection) -> SamplerConfig:
+    return SamplerConfig(s.policy, s.mode, s.half_life, s.seed, s.multilabel)
+
+
+def drift_config(d: DriftSection) -> DriftConfig:
+    return DriftConfig(
+        alpha=d.alpha, correction=d.correction, min_samples=d.min_samples,
+        window_half_life_s=d.window_half_life_s, window_capacity=d.window_capacity,
+        max_labels=d.max_labels, scarce_ratio=d.scarce_ratio, actions=d.actions, seed=d.seed,
+    )  # fmt: skip

@@ -1,0 +1,121 @@
+"""The worker's drift loop: feed accepted events to a :class:`drift.DriftMonitor`, take
+the reference from each new snapshot, check on a timer, publish every action on the
+``drift`` topic, export metrics, and apply the actions the worker can apply.
+
+Actions: ``alert`` (published, counted), ``boost_quota`` (raises the label's quota in every
+partition this worker owns — opt-in, because it changes sampler state at a wall-clock
+moment, which a replay after a crash cannot reproduce), ``request_snapshot`` (a fresh
+snapshot now), ``retrain`` (published; the trainer listens), ``shorten_half_life``
+(published as a recommendation: changing a live reservoir's half-life would break its
+deterministic priorities).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import orjson
+
+from drift.monitor import DriftMonitor, DriftReport
+from streamproc.ops.metrics import WorkerMetrics
+from streamproc.settings import Settings
+from streamproc.worker.assembly import drift_config
+
+log = logging.getLogger(__name__)
+
+
+class DriftWatch:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.features = [f"f{j}" for j in range(settings.feature_dim)]
+        self.monitor = DriftMonitor(self.features, drift_config(settings.drift))
+        self.last_check = time.monotonic()
+        self.last_report: DriftReport | None = None
+        self.action_counts: dict[str, int] = {}
+        self._last_action: dict[tuple[str, str | None], float] = {}
+        self.cooldown_s = settings.drift_action_cooldown_s
+
+    def feed(self, batch) -> None:
+        if batch is None or len(batch) == 0:
+            return
+        self.monitor.update(batch.primary_labels(), batch.ts, batch.keys, batch.features)
+
+    def set_reference(self, snapshot_dir, manifest) -> None:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(
+            snapshot_dir / manifest.version / "data.parquet", columns=["label", "features"]
+        )
+        feats = t.column("features").combine_chunks()
+        x = feats.values.to_numpy(zero_copy_only=False).reshape(-1, len(self.features))
+        self.monitor.set_reference(
+            t.column("label").to_pylist(), x, {k: float(v) for k, v in manifest.seen.items()}
+        )
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_check >= self.settings.drift_every_s
+
+    def check(self, producer, processors, request_snapshot) -> DriftReport:
+        self.last_check = time.monotonic()
+        report = self.monitor.check()
+        self.last_report = report
+        self._export(report)
+        now = time.monotonic()
+        for a in report.actions:
+            # alerts go out on every check; other actions at most once per cooldown per
+            # (action, label), so persistent drift does not retrain or snapshot in a loop
+            key = (a.action, a.label)
+            if a.action != "alert":
+                if now - self._last_action.get(key, -math.inf) < self.cooldown_s:
+                    continue
+                self._last_action[key] = now
+            producer.produce(
+                self.settings.drift_topic,
+                orjson.dumps(
+                    {**a.to_dict(), "at": time.time(), "events_topic": self.settings.events_topic}
+                ),
+                key=(a.label or "*").encode(),
+            )
+            self.metrics.drift_actions.labels(a.action).inc()
+            self.action_counts[a.action] = self.action_counts.get(a.action, 0) + 1
+            if a.action == "boost_quota" and a.label is not None:
+                for proc in processors:
+                    proc.boost([a.label])
+                log.warning(
+                    "drift: label %r became scarce (share ratio %.2f); quota boosted",
+                    a.label,
+                    a.value,
+                )
+            elif a.action == "request_snapshot":
+                request_snapshot()
+            elif a.action == "alert":
+                log.warning(
+                    "drift alert: label=%s feature=%s %s=%.3g (threshold %.3g)",
+                    a.label,
+                    a.feature,
+                    a.statistic,
+                    a.value,
+                    a.threshold,
+                )
+        if report.actions:
+            producer.poll(0)
+        return report
+
+    def _export(self, r: DriftReport) -> None:
+        m = self.metrics
+        m.drift_checks.inc()
+        for name, ld in r.labels.items():
+            if ld.insufficient:
+                continue
+            m.drift_score.labels(name).set(ld.score)
+            for f in ld.features:
+                m.drift_ks_pvalue.labels(name, f.feature).set(f.p_adjusted)
+                m.drift_wasserstein.labels(name, f.feature).set(f.wasserstein)
+                m.drift_psi.labels(name, f.feature).set(f.psi)
+        if not r.mix.insufficient:
+            m.drift_mix_js.set(r.mix.js)
+            if not math.isnan(r.mix.chi2_pvalue):
+                m.drift_mix_pvalue.set(r.mix.chi2_pvalue)

@@ -1,0 +1,320 @@
+"""The worker's hot path: batch consume from Kafka (confluent-kafka) and dispatch each
+partition's messages to its :class:`PartitionProcessor`. Runs in one thread; no Faust
+event per message.
+
+The loop only consumes and dispatches. The components it drives each own one job:
+:class:`~streamproc.worker.partitions.PartitionSet` (assign, restore, revoke),
+:class:`~streamproc.worker.checkpointer.Checkpointer` (when to checkpoint, and the
+flush -> write -> commit order), :class:`~streamproc.worker.deadletters.DeadLetterSink`,
+:class:`~streamproc.worker.publisher.SnapshotPublisher` and the drift watch.
+
+The Kafka client is created through ``consumer_factory`` / ``producer_factory``, so the
+loop runs in-process against fakes in the tests.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamproc.decode.messages import by_partition
+from streamproc.ops.health import ProgressTracker
+from streamproc.ops.metrics import WorkerMetrics
+from streamproc.settings import Settings
+from streamproc.state.processor import PartitionProcessor
+from streamproc.worker.assembly import limits, sampler_config, scrubber
+from streamproc.worker.checkpointer import Checkpointer
+from streamproc.worker.deadletters import DeadLetterSink
+from streamproc.worker.driftwatch import DriftWatch
+from streamproc.worker.partitions import PartitionSet
+from streamproc.worker.publisher import SnapshotPublisher
+from streamproc.worker.warmup import warm_up
+
+log = logging.getLogger(__name__)
+
+_IDLE_S = 0.1  # no message for this long: checkpoint what was processed
+_BUSY_TIMEOUT_S = 0.01  # consume timeout while messages flow
+
+
+@dataclass
+class IngestStats:
+    consumed: int = 0
+    rejected: int = 0
+
+
+def consumer_config(bootstrap: str, group_id: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        # librdkafka's default (1000 ms) stalls a busy consumer on the embedded broker
+        "fetch.queue.backoff.ms": 10,
+        "enable.partition.eof": False,
+    }
+
+
+def _kafka_consumer(bootstrap: str, group_id: str):
+    from confluent_kafka import Consumer
+
+    return Consumer(consumer_config(bootstrap, group_id))
+
+
+def _kafka_producer(bootstrap: str):
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+
+
+class IngestLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        batch_size: int = 5_000,
+        chunk_bytes: int = 4 << 20,
+        own_snapshot_timer: bool = True,
+        consumer_factory: Callable[[], object] | None = None,
+        producer_factory: Callable[[], object] | None = None,
+        warm: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.own_snapshot_timer = own_snapshot_timer
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.chunk_bytes = chunk_bytes
+        self.warm = warm
+        self._consumer_factory = consumer_factory or (
+            lambda: _kafka_consumer(bootstrap, settings.group_id)
+        )
+        self._producer_factory = producer_factory or (lambda: _kafka_producer(bootstrap))
+        self.stats = IngestStats()
+        self.stop_event = threading.Event()
+        self.snapshot_requested = threading.Event()
+        sampler, lim = sampler_config(settings.sampler), limits(settings.decode)
+        scrub = scrubber(settings.decode)
+        topic = settings.events_topic
+        self.partitions = PartitionSet(
+            topic,
+            settings.state_dir,
+            settings.snapshot_dir,
+            lambda p, store: PartitionProcessor(topic, p, store, sampler, lim, scrub),
+            settings.state_sync,
+        )
+        self.metrics = WorkerMetrics(settings.metrics_max_labels)
+        self.drift = DriftWatch(settings, self.metrics) if settings.drift_enabled else None
+        self.health = ProgressTracker(settings.stall_timeout_s)
+        self.held_items: set[str] = set()  # item ids below the annotation-agreement bar
+        self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
+        self._summary_at = 0.0
+        self._consumer = None
+        self._producer = None
+        self.checkpointer: Checkpointer | None = None
+        self.dead_letters: DeadLetterSink | None = None
+        self.publisher: SnapshotPublisher | None = None
+
+    @property
+    def processors(self) -> dict[int, PartitionProcessor]:
+        return self.partitions.processors
+
+    # ------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        s = self.settings
+        self._producer = self._producer_factory()
+        self._consumer = self._consumer_factory()
+        self.checkpointer = Checkpointer(
+            s.checkpoint,
+            s.events_topic,
+            self._producer,
+            self._consumer,
+            on_committed=self._committed,
+            observe_seconds=self.metrics.checkpoint_seconds.observe,
+        )
+        self.dead_letters = DeadLetterSink(
+            self._producer, s.dlq_topic, s.events_topic, self.metrics.dead_lettered
+        )
+        spot = (s.spot_check_topic, s.hitl_spot_check_fraction) if s.hitl_token else None
+        self.publisher = SnapshotPublisher(
+            s.snapshot,
+            s.snapshots_topic,
+            self._producer,
+            self.metrics,
+            spot,
+            on_published=self._published,
+        )
+
+    def _committed(self, partition: int, offset: int) -> None:
+        now = time.time()
+        self.health.committed(partition, now)
+        self.metrics.committed_at.labels(str(partition)).set(now)
+        proc = self.partitions.get(partition)
+        if proc is not None:
+            proc.committed_offset = offset
+
+    def _published(self, manifest) -> None:
+        if self.drift is not None:
+            self.drift.set_reference(self.settings.snapshot_dir, manifest)
+
+    # ------------------------------------------------------------ partitions
+    def _on_assign(self, consumer, partitions) -> None:
+        from confluent_kafka import TopicPartition
+
+        out = []
+        for tp in partitions:
+            proc = self.partitions.open(tp.partition)
+            out.append(TopicPartition(tp.topic, tp.partition, proc.next_offset))
+            log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
+        consumer.assign(out)
+        self.health.assigned_once = True
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        for tp in partitions:
+            proc = self.partitions.get(tp.partition)
+            if proc is None:
+                continue
+            self.checkpointer.revoke(proc)  # checkpoint before release
+            self.partitions.release(tp.partition)
+            self.health.forget(tp.partition)
+            log.info("revoked partition %d at offset %d", tp.partition, proc.next_offset)
+
+    # ------------------------------------------------------------ snapshots
+    def snapshot_now(self) -> str | None:
+        """Checkpoint owned partitions, export their shards, merge all shards."""
+        procs = self.partitions.values()
+        if not self.checkpointer.all(procs):
+            log.error("snapshot skipped: the owned partitions could not be checkpointed")
+            return None
+        return self.publisher.publish(procs, frozenset(self.held_items))
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> None:
+        s = self.settings
+        if self.warm:
+            log.info("hot path warmed up in %.2f s (compiled kernels loaded)", warm_up(s))
+        self._connect()
+        self._consumer.subscribe(
+            [s.events_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        last_snapshot = time.monotonic()
+        # The hot path allocates many short-lived objects per batch; freezing what startup
+        # allocated and collecting less often keeps the GC off the critical path.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        self.health.mark_running(True)
+        last_message, timeout = time.monotonic(), _IDLE_S
+        try:
+            while not self.stop_event.is_set():
+                # librdkafka waits the whole timeout for a batch to fill: short while messages
+                # flow (a partial batch is not held back), up to the idle mark otherwise
+                msgs = self._consumer.consume(self.batch_size, timeout)
+                self._handle(msgs)
+                now = time.monotonic()
+                if msgs:
+                    last_message, timeout = now, _BUSY_TIMEOUT_S
+                elif now - last_message >= _IDLE_S:  # idle: make what was processed durable
+                    self.checkpointer.idle(self.partitions.values())
+                    timeout = _IDLE_S
+                else:  # wake up when the idle mark is reached
+                    timeout = max(_BUSY_TIMEOUT_S, _IDLE_S - (now - last_message))
+                if time.monotonic() - self._summary_at > 0.5:
+                    self._publish_summary()
+                self.checkpointer.maybe(self.partitions.values())
+                if self.drift is not None and self.drift.due():
+                    self.drift.check(
+                        self._producer, self.partitions.values(), self.snapshot_requested.set
+                    )
+                if self.snapshot_requested.is_set() or (
+                    self.own_snapshot_timer
+                    and time.monotonic() - last_snapshot >= s.snapshot_every_s
+                ):
+                    self.snapshot_requested.clear()
+                    last_snapshot = time.monotonic()
+                    self.snapshot_now()
+            self.checkpointer.all(self.partitions.values())
+        finally:
+            self.health.mark_running(False)
+            self._consumer.close()  # revokes -> final checkpoints
+            self._producer.flush(30)
+            self.partitions.close_all()
+
+    def _process(self, part: int, raw, now: float) -> bool:
+        """One partition's messages; False when the partition is no longer ours."""
+        proc = self.partitions.get(part)
+        if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
+            return False
+        t = time.perf_counter()
+        accepted = proc.counters["accepted"]
+        rejects = proc.process(raw)
+        self.metrics.batch_seconds.observe(time.perf_counter() - t)
+        label, n = str(part), len(raw)
+        self.metrics.consumed.labels(label).inc(n)
+        self.metrics.accepted.labels(label).inc(proc.counters["accepted"] - accepted)
+        if proc.last_batch is not None and proc.last_batch.reference_decoded:
+            self.metrics.reference_decoded.labels(label).inc(proc.last_batch.reference_decoded)
+        last_ts = raw.timestamp(n - 1)
+        if last_ts is not None:
+            self.metrics.latency.observe(max(0.0, now - last_ts))
+        if proc.since_checkpoint:
+            self.health.processed(part, now)
+        if self.drift is not None:
+            self.drift.feed(proc.last_batch)
+        self.stats.consumed += n
+        if rejects:
+            self.stats.rejected += len(rejects)
+            self.dead_letters.send(rejects)
+        # bounds what a partition holds in memory within one large batch
+        self.checkpointer.maybe([proc])
+        return True
+
+    def _publish_summary(self) -> None:
+        """Per-label totals and lag, at most twice a second (not per batch)."""
+        from confluent_kafka import TopicPartition
+
+        seen: dict[str, int] = defaultdict(int)
+        retained: dict[str, int] = defaultdict(int)
+        capacity: dict[str, int] = defaultdict(int)
+        for p in self.partitions.values():
+            r = p.reservoirs
+            for src, dst in (
+                (r.seen_counts(), seen),
+                (r.retained_counts(), retained),
+                (r.capacities(), capacity),
+            ):
+                for k, v in src.items():
+                    dst[k] += v
+            # the high watermark cached from fetch responses (not the broker's end offsets)
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.settings.events_topic, p.partition), cached=True
+            )
+            if high is not None and high >= 0:
+                lag = max(0, high - p.next_offset)
+                self.metrics.lag.labels(str(p.partition)).set(lag)
+                self.health.set_lag(p.partition, lag)
+        self.metrics.set_labels(seen, retained, capacity)
+        self.summary = {"seen": dict(seen), "retained_per_partition_sum": dict(retained)}
+        self._summary_at = time.monotonic()
+
+    def _handle(self, msgs) -> None:
+        if msgs and any(m.error() is not None for m in msgs):
+            for m in msgs:
+                if m.error() is not None:
+                    log.warning("consumer error: %s", m.error())
+            msgs = [m for m in msgs if m.error() is None]
+        now = time.time()
+        for part, raw in by_partition(msgs).items():
+            for chunk in raw.chunks(self.chunk_bytes):
+                if not self._process(part, chunk, now):
+                    break
+        if msgs:
+            self.health.consumed(now)
+            self.metrics.mark_progress()

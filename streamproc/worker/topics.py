@@ -1,0 +1,62 @@
+"""Topic administration on any Kafka-compatible broker (confluent-kafka's AdminClient):
+wait until a broker answers, create the worker's topics when they are missing.
+
+Example (needs a running broker)::
+
+    create_topics("127.0.0.1:9092", {"events": 4, "events-dlq": 1})
+"""
+
+from __future__ import annotations
+
+import time
+
+from stratastream.errors import StratastreamError
+
+
+class BrokerError(StratastreamError):
+    """The broker could not be started, reached or used."""
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request, or raise :class:`BrokerError`."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=2.0)
+            return
+        except Exception as e:  # KafkaException while the port is not yet open
+            last = e
+            time.sleep(0.1)
+    raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:
+    """Create topics (name -> partitions); existing topics are left as they are."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(t, num_partitions=p, replication_factor=1)
+        for t, p in topics.items()
+        if t not in existing
+    ]
+    if not new:
+        return
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+        except Exception as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise BrokerError(f"creating topic {name!r} failed: {e}") from e
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # metadata is eventually consistent
+        md = admin.list_topics(timeout=timeout).topics
+        if all(t in md and len(md[t].partitions) == p for t, p in topics.items()):
+            return
+        time.sleep(0.05)
+    raise BrokerError(f"topics {sorted(topics)} did not appear in metadata within {timeout}s")
