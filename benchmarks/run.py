@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from . import bench_drift, bench_e2e, bench_sampler, bench_trainer
+from . import bench_drift, bench_e2e, bench_sampler, bench_snapshot, bench_trainer
 
 
 def main() -> None:
     bench_sampler.main()
     bench_drift.main()
+    bench_snapshot.main()
     bench_trainer.main()
     bench_e2e.main()
 

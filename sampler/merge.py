@@ -19,14 +19,12 @@ if TYPE_CHECKING:
 
 
 def merge_reservoirs(a: LabelReservoirs, b: LabelReservoirs) -> LabelReservoirs:
-    from .reservoirs import LabelReservoirs
-
     if not a.compatible_with(b):
         raise StateError(
             "merge: reservoirs differ in mode, half_life, seed, time_origin or policy "
             f"({a.mode}/{a.half_life}/{a.seed} vs {b.mode}/{b.half_life}/{b.seed})"
         )
-    out = LabelReservoirs(a.policy, a.mode, a.half_life, a.seed, a.time_origin)
+    out = type(a)(a.policy, a.mode, a.half_life, a.seed, a.time_origin)  # no import cycle
     L = a.policy.max_labels
     for lid, name in enumerate(a.names):
         if name is not None:

@@ -40,7 +40,9 @@ import numpy as np
 from . import kernels as K
 from .errors import ConfigError, InputError, LabelOverflowError
 from .hashing import label_salt
+from .merge import merge_reservoirs
 from .quota import QuotaPolicy
+from .serialization import dump, load
 
 
 @dataclass(frozen=True)
@@ -408,21 +410,15 @@ class LabelReservoirs:
     # ------------------------------------------------------------------ merge
     def merge(self, other: LabelReservoirs) -> LabelReservoirs:
         """Reservoir of the union of two disjoint streams (exactly, key for key)."""
-        from .merge import merge_reservoirs
-
         return merge_reservoirs(self, other)
 
     # ------------------------------------------------------------------ bytes
     def to_bytes(self) -> bytes:
-        from .serialization import dump
-
         return dump(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LabelReservoirs:
-        from .serialization import load
-
-        return load(data)
+        return load(data, cls)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LabelReservoirs) and self.to_bytes() == other.to_bytes()

@@ -63,9 +63,9 @@ def dump(r: LabelReservoirs) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def load(data: bytes) -> LabelReservoirs:
-    from .reservoirs import LabelReservoirs
-
+def load(data: bytes, cls: type[LabelReservoirs]) -> LabelReservoirs:
+    """The reservoirs ``data`` holds, as an instance of ``cls`` (passed in, so this module
+    never imports the class it serializes: no import cycle)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise StateError(f"LabelReservoirs.from_bytes: expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -84,7 +84,7 @@ def load(data: bytes) -> LabelReservoirs:
     try:
         meta = json.loads(data[pos : pos + mlen])
         pos += mlen
-        r = LabelReservoirs(
+        r = cls(
             QuotaPolicy.from_dict(meta["policy"]),
             meta["mode"],
             meta["half_life"],

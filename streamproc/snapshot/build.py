@@ -41,24 +41,26 @@ from streamproc.state.records import RecordColumns
 log = logging.getLogger(__name__)
 
 
-def _merge(shards: list[Shard]) -> tuple[LabelReservoirs, dict[str, int]]:
+def _merge(shards: list[Shard]) -> tuple[LabelReservoirs, dict[str, int], list[list]]:
+    """The merged reservoirs, the summed counters, and each shard's label names."""
     merged: LabelReservoirs | None = None
     counters: dict[str, int] = {}
+    names: list[list] = []
     for s in shards:
         r = LabelReservoirs.from_bytes(s.reservoirs)
+        names.append(list(r.names))
         merged = r if merged is None else merged.merge(r)
         for k, v in s.counters.items():
             counters[k] = counters.get(k, 0) + int(v)
     assert merged is not None
-    return merged, counters
+    return merged, counters, names
 
 
-def _gather(shards: list[Shard], merged: LabelReservoirs, labels, keys) -> RecordColumns:
+def _gather(shards: list[Shard], shard_names: list[list], merged: LabelReservoirs, labels, keys):
     """The records of the items (merged label ids, keys), found in the shards."""
     ids = {name: i for i, name in enumerate(merged.names) if name is not None}
     cat_lab, cat_key, records = [], [], RecordColumns.empty()
-    for s in shards:
-        names = LabelReservoirs.from_bytes(s.reservoirs).names
+    for s, names in zip(shards, shard_names, strict=True):
         remap = np.array([ids.get(n, -1) if n is not None else -1 for n in names] or [-1])
         cat_lab.append(remap[s.labels()])
         cat_key.append(s.keys())
@@ -105,9 +107,9 @@ def build_snapshot(
         return None
     if partitions is not None and {s.partition for s in shards} != set(range(partitions)):
         return None
-    merged, counters = _merge(shards)
+    merged, counters, shard_names = _merge(shards)
     it = merged.items()
-    cols = record_arrays(_gather(shards, merged, it.labels, it.keys))
+    cols = record_arrays(_gather(shards, shard_names, merged, it.labels, it.keys))
     keep = np.ones(it.labels.shape[0], dtype=bool)
     if exclude_ids and len(cols["id"]):  # held for relabelling: out until resolved
         keep = ~pc.is_in(cols["id"], value_set=pa.array(sorted(exclude_ids))).to_numpy(
