@@ -10,10 +10,20 @@ beyond the retention are removed after ``LATEST`` moved on.
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
+from snapshot_format import (
+    DATA_FILE,
+    LATEST_FILE,
+    MANIFEST_FILE,
+    SnapshotFormatError,
+    SnapshotManifest,
+    check_version,
+)
 from stratastream.errors import ConfigError, StratastreamError
+
+log = logging.getLogger(__name__)
 
 
 class RemoteStoreError(StratastreamError):
@@ -33,17 +43,22 @@ def _fs(url: str):
 
 def publish(url: str, local_store: Path, version: str, retention: int) -> None:
     """Copy one local snapshot version to the remote store, then move ``LATEST``."""
+    check_version(version)
     fs, root = _fs(url)
     root = root.rstrip("/")
     try:
         fs.makedirs(f"{root}/{version}", exist_ok=True)
-        for name in ("data.parquet", "manifest.json"):  # the manifest last: it makes it visible
+        for name in (DATA_FILE, MANIFEST_FILE):  # the manifest last: it makes it visible
             fs.pipe_file(f"{root}/{version}/{name}", (local_store / version / name).read_bytes())
-        fs.pipe_file(f"{root}/LATEST", version.encode())
+        fs.pipe_file(f"{root}/{LATEST_FILE}", version.encode())
         manifests = []
-        for p in fs.glob(f"{root}/*/manifest.json"):
-            m = json.loads(fs.cat_file(p))
-            manifests.append((m["created_at"], m["version"]))
+        for p in fs.glob(f"{root}/*/{MANIFEST_FILE}"):
+            try:
+                m = SnapshotManifest.from_json(fs.cat_file(p), p)
+            except SnapshotFormatError as e:  # a bad entry must not stop publishing
+                log.error("remote snapshot store: skipping unreadable entry %s: %s", p, e)
+                continue
+            manifests.append((m.created_at, m.version))
         for _, old in sorted(manifests)[: max(0, len(manifests) - retention)]:
             if old != version:
                 fs.rm(f"{root}/{old}", recursive=True)

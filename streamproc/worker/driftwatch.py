@@ -19,24 +19,28 @@ import time
 import orjson
 
 from drift.monitor import DriftMonitor, DriftReport
+from snapshot_format import read_table
 from streamproc.ops.metrics import WorkerMetrics
-from streamproc.settings import Settings
+from streamproc.settings import DriftSection
 from streamproc.worker.assembly import drift_config
 
 log = logging.getLogger(__name__)
 
 
 class DriftWatch:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
-        self.settings = settings
+    def __init__(
+        self, section: DriftSection, feature_dim: int, events_topic: str, metrics: WorkerMetrics
+    ) -> None:
+        self.section = section
+        self.events_topic = events_topic
         self.metrics = metrics
-        self.features = [f"f{j}" for j in range(settings.feature_dim)]
-        self.monitor = DriftMonitor(self.features, drift_config(settings.drift))
+        self.features = [f"f{j}" for j in range(feature_dim)]
+        self.monitor = DriftMonitor(self.features, drift_config(section))
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None
         self.action_counts: dict[str, int] = {}
         self._last_action: dict[tuple[str, str | None], float] = {}
-        self.cooldown_s = settings.drift_action_cooldown_s
+        self.cooldown_s = section.action_cooldown_s
 
     def feed(self, batch) -> None:
         if batch is None or len(batch) == 0:
@@ -44,11 +48,7 @@ class DriftWatch:
         self.monitor.update(batch.primary_labels(), batch.ts, batch.keys, batch.features)
 
     def set_reference(self, snapshot_dir, manifest) -> None:
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(
-            snapshot_dir / manifest.version / "data.parquet", columns=["label", "features"]
-        )
+        t = read_table(snapshot_dir, manifest.version, columns=["label", "features"])
         feats = t.column("features").combine_chunks()
         x = feats.values.to_numpy(zero_copy_only=False).reshape(-1, len(self.features))
         self.monitor.set_reference(
@@ -56,7 +56,7 @@ class DriftWatch:
         )
 
     def due(self) -> bool:
-        return time.monotonic() - self.last_check >= self.settings.drift_every_s
+        return time.monotonic() - self.last_check >= self.section.every_s
 
     def check(self, producer, processors, request_snapshot) -> DriftReport:
         self.last_check = time.monotonic()
@@ -73,10 +73,8 @@ class DriftWatch:
                     continue
                 self._last_action[key] = now
             producer.produce(
-                self.settings.drift_topic,
-                orjson.dumps(
-                    {**a.to_dict(), "at": time.time(), "events_topic": self.settings.events_topic}
-                ),
+                self.section.topic,
+                orjson.dumps({**a.to_dict(), "at": time.time(), "events_topic": self.events_topic}),
                 key=(a.label or "*").encode(),
             )
             self.metrics.drift_actions.labels(a.action).inc()

@@ -109,7 +109,11 @@ class IngestLoop:
             settings.state_sync,
         )
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
-        self.drift = DriftWatch(settings, self.metrics) if settings.drift_enabled else None
+        self.drift = (
+            DriftWatch(settings.drift, settings.feature_dim, topic, self.metrics)
+            if settings.drift_enabled
+            else None
+        )
         self.health = ProgressTracker(settings.stall_timeout_s)
         self.held_items: set[str] = set()  # item ids below the annotation-agreement bar
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
@@ -197,7 +201,8 @@ class IngestLoop:
     def run(self) -> None:
         s = self.settings
         if self.warm:
-            log.info("hot path warmed up in %.2f s (compiled kernels loaded)", warm_up(s))
+            seconds = warm_up(s.decode, s.sampler)
+            log.info("hot path warmed up in %.2f s (compiled kernels loaded)", seconds)
         self._connect()
         self._consumer.subscribe(
             [s.events_topic],

@@ -21,7 +21,7 @@ import orjson
 
 from streamproc.decode.frames import encode_frame
 from streamproc.decode.messages import RawMessages
-from streamproc.settings import Settings
+from streamproc.settings import DecodeSection, SamplerSection
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import RocksPartitionStore
 from streamproc.worker.assembly import limits, sampler_config, scrubber
@@ -48,10 +48,10 @@ def _json_events(dim: int, now: float, n: int) -> list[bytes]:
     return out
 
 
-def warm_up(settings: Settings, events: int = 64) -> float:
+def warm_up(decode: DecodeSection, sampler: SamplerSection, events: int = 64) -> float:
     """Run decode, sampling and a checkpoint once; returns the seconds it took."""
     t = time.perf_counter()
-    dim, now = settings.feature_dim, time.time()
+    dim, now = decode.feature_dim, time.time()
     values: list[bytes | None] = list(_json_events(dim, now, events))
     rows = 8
     values.append(
@@ -71,8 +71,8 @@ def warm_up(settings: Settings, events: int = 64) -> float:
         store = RocksPartitionStore(root / "state")
         try:
             proc = PartitionProcessor(
-                "warm-up", 0, store, sampler_config(settings.sampler), limits(settings.decode),
-                scrubber(settings.decode),
+                "warm-up", 0, store, sampler_config(sampler), limits(decode),
+                scrubber(decode),
             )  # fmt: skip
             proc.process(raw)
             proc.checkpoint()

@@ -22,7 +22,7 @@ names = {
     "relayout_kernel": kernels.relayout_kernel,
 }
 before = {k: len(f.signatures) for k, f in names.items()}
-seconds = warm_up(Settings())
+seconds = warm_up(Settings().decode, Settings().sampler)
 after = {k: len(f.signatures) for k, f in names.items()}
 print(json.dumps({"before": before, "after": after, "seconds": seconds}))
 """
