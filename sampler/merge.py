@@ -32,17 +32,8 @@ def merge_reservoirs(a: LabelReservoirs, b: LabelReservoirs) -> LabelReservoirs:
             out._ids[name] = lid
     remap = np.zeros(L, dtype=np.int32)
     for lid, name in enumerate(b.names):
-        if name is None:
-            continue
-        if name not in out._ids:
-            free = [i for i, n in enumerate(out.names) if n is None]
-            if not free:
-                raise LabelOverflowError(
-                    f"merge: label {name!r} exceeds QuotaPolicy.max_labels={L} in the union"
-                )
-            out.names[free[0]] = name
-            out._ids[name] = free[0]
-        remap[lid] = out._ids[name]
+        if name is not None:
+            remap[lid] = _slot(out, name)
     out.boosted = set(a.boosted) | set(b.boosted)
     bl = np.array([lid for lid, n in enumerate(b.names) if n is not None], dtype=np.int64)
     out._seen[:] = a._seen
@@ -64,3 +55,27 @@ def merge_reservoirs(a: LabelReservoirs, b: LabelReservoirs) -> LabelReservoirs:
     sel = order[keep]
     out._install_items(lab[sel], key[sel], prio[sel], base[sel], ts[sel])
     return out
+
+
+def _slot(out: LabelReservoirs, name: str) -> int:
+    """The label id of ``name`` in the merged reservoirs, registering it; beyond
+    ``max_labels`` the overflow policy applies, as it does in one pass: ``label`` folds the
+    label into ``policy.overflow_label`` (its items and seen counts join that label's; their
+    draws keep the priorities they had, so within the overflow label the sample is
+    approximate), ``error`` raises :class:`LabelOverflowError`."""
+    if name in out._ids:
+        return out._ids[name]
+    policy = out.policy
+    free = [i for i, n in enumerate(out.names) if n is None]
+    overflow = policy.overflow_label
+    reserve = 1 if policy.on_overflow == "label" and overflow not in out._ids else 0
+    if len(free) <= reserve and name != overflow:
+        if policy.on_overflow == "error":
+            raise LabelOverflowError(
+                f"merge: label {name!r} exceeds QuotaPolicy.max_labels={policy.max_labels} "
+                "in the union"
+            )
+        return _slot(out, overflow)
+    out.names[free[0]] = name
+    out._ids[name] = free[0]
+    return free[0]

@@ -91,7 +91,12 @@ def list_manifests(store: Path) -> list[SnapshotManifest]:
         if m.parent.name.startswith((".", TMP_PREFIX)):
             continue
         try:
-            out.append(SnapshotManifest.from_json(m.read_bytes(), str(m)))
+            manifest = SnapshotManifest.from_json(m.read_bytes(), str(m))
+            if manifest.version != m.parent.name:
+                raise SnapshotFormatError(
+                    f"{m}: names version {manifest.version!r}, lives in {m.parent.name!r}"
+                )
+            out.append(manifest)
         except (OSError, SnapshotFormatError) as e:
             log.error(
                 "snapshot store %s: skipping unreadable entry %s: %s", store, m.parent.name, e

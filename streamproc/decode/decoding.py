@@ -116,9 +116,17 @@ def decode_batch(
             rejects.append(Reject(partition, offset, "value: empty message (tombstone)", b""))
         elif st == FRAME:
             v = raw.value(m)
-            frames.append(
-                decode_frame(topic, partition, offset, v, raw.timestamp(m), limits, scrub, rejects)
-            )
+            before = len(rejects)
+            try:
+                frames.append(
+                    decode_frame(
+                        topic, partition, offset, v, raw.timestamp(m), limits, scrub, rejects
+                    )
+                )
+            except Exception as e:  # noqa: BLE001 - whatever a frame raises, it is a reject
+                del rejects[before:]
+                why = f"frame: {type(e).__name__}: {e}"
+                rejects.append(Reject(partition, offset, why, v[:4096]))
         elif st == OVERSIZED:
             size = int(raw.ends[m] - raw.starts[m])
             reason = f"value: {size} bytes exceed max_event_bytes={limits.max_event_bytes}"
@@ -171,6 +179,9 @@ def _reference(value: bytes, partition: int, offset: int, msg_ts, limits: Limits
         return None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec raises the latter
         rejects.append(Reject(partition, offset, f"decode: {e}", value))  # for bad UTF-8 keys
+        return None
+    except Exception as e:  # noqa: BLE001 - e.g. RecursionError on deep nesting: a reject
+        rejects.append(Reject(partition, offset, f"decode: {type(e).__name__}: {e}", value))
         return None
     labs = labels_of(ev, limits.max_labels_per_event)
     f, x = ev.features, ev.ts

@@ -177,6 +177,10 @@ def decode_frame(
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         rejects.append(Reject(partition, offset, f"frame: {e}", value[:4096]))
         return DecodedBatch.empty(partition, limits.feature_dim)
+    except RecursionError:  # a payload nested deeper than the decoder's stack
+        why = "frame: payloads: nested too deeply"
+        rejects.append(Reject(partition, offset, why, value[:4096]))
+        return DecodedBatch.empty(partition, limits.feature_dim)
     n = ts.shape[0]
     reasons: dict[int, str] = {}
     bad_ts = ~np.isfinite(ts)

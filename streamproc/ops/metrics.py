@@ -89,6 +89,11 @@ class WorkerMetrics:
             "Snapshots that could not be published to snapshot_url",
             registry=r,
         )
+        self.snapshot_failures = Counter(
+            "strata_snapshot_failures",
+            "Snapshot builds that failed (logged with the reason; ingestion goes on)",
+            registry=r,
+        )
         self.snapshots = Counter("strata_snapshots", "Snapshots published", registry=r)
         self.snapshot_rows = Gauge(
             "strata_snapshot_rows", "Rows of the latest snapshot", registry=r

@@ -24,6 +24,7 @@ import orjson
 
 from sampler import LabelReservoirs, balance_ratio
 from snapshot_format import (
+    SnapshotFormatError,
     SnapshotManifest,
     arrow_schema,
     data_path,
@@ -141,7 +142,11 @@ def build_snapshot(
     digest = hashlib.sha256(data + orjson.dumps(offsets, option=orjson.OPT_SORT_KEYS))
     version = digest.hexdigest()[:16]
     store.mkdir(parents=True, exist_ok=True)
-    parent = latest_version(store)
+    try:
+        parent = latest_version(store)
+    except SnapshotFormatError as e:  # a damaged LATEST is replaced by this version
+        log.error("snapshot store %s: %s; the new version has no parent", store, e)
+        parent = None
     if parent == version:
         return None
     counts = np.bincount(lab, minlength=len(merged.names)) if lab.size else []

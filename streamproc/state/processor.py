@@ -11,13 +11,17 @@ checkpoint exclude those events, so the replay ends in the state of a run that n
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from sampler import LabelReservoirs, QuotaPolicy, expand_labels
+from stratastream.errors import LabelOverflowError
 from streamproc.decode.columns import pack
 from streamproc.decode.decoding import decode_batch
 from streamproc.decode.events import DecodedBatch, Limits, Reject
@@ -38,6 +42,9 @@ class SamplerConfig:
 
     def new(self) -> LabelReservoirs:
         return LabelReservoirs(self.policy, self.mode, self.half_life, self.seed)
+
+
+log = logging.getLogger(__name__)
 
 
 class PartitionProcessor:
@@ -92,23 +99,78 @@ class PartitionProcessor:
             if not fresh.any():
                 return []
             raw = raw.select(fresh)
-        batch = decode_batch(self.topic, self.partition, raw, self.limits, self.scrub)
-        self._apply(batch)
+        batch = self._decode(raw)
+        dropped = self._apply(batch)
         self.last_batch = batch
         self.next_offset = int(raw.offsets.max()) + 1
         self.counters["events"] += len(raw)
-        self.counters["accepted"] += len(batch)
+        self.counters["accepted"] += len(batch) - dropped
         self.counters["rejected"] += len(batch.rejects)
-        self.since_checkpoint += len(batch) + len(batch.rejects)  # events (frame rows too)
+        self.since_checkpoint += len(batch) + len(batch.rejects) - dropped  # frame rows too
         return batch.rejects
 
-    def _apply(self, b: DecodedBatch) -> None:
+    def _decode(self, raw: RawMessages) -> DecodedBatch:
+        """Decode a batch; should the decoder raise (a defect, not bad input: bad input is
+        a reject), decode message by message so that only the message that raises is
+        dead-lettered and the partition moves on."""
+        args = (self.topic, self.partition)
+        try:
+            return decode_batch(*args, raw, self.limits, self.scrub)
+        except Exception:  # noqa: BLE001 - isolate the message, never stop the partition
+            log.exception("partition %d: batch decode failed; decoding one by one", self.partition)
+        parts, rejects = [], []
+        for i in range(len(raw)):
+            one = raw.select(np.array([i]))
+            try:
+                b = decode_batch(*args, one, self.limits, self.scrub)
+            except Exception as e:  # noqa: BLE001
+                offset = int(raw.offsets[i])
+                why = f"internal: {type(e).__name__}: {e}"[:500]
+                rejects.append(Reject(self.partition, offset, why, (raw.value(i) or b"")[:4096]))
+                continue
+            parts.append(b)
+            rejects += b.rejects
+        out = DecodedBatch.concat(parts, self.partition, self.limits.feature_dim)
+        out.rejects = rejects
+        return out
+
+    def _label_ids(self, b: DecodedBatch) -> np.ndarray:
+        """Label id per vocabulary entry, registering only labels that rows use (a frame
+        may list names no row has); -1 for a label the ``error`` overflow policy refuses."""
+        vocab_ids = np.full(len(b.label_vocab), -1, np.int32)
+        used = np.unique(b.label_codes)
+        names = [b.label_vocab[i] for i in used.tolist()]
+        try:
+            vocab_ids[used] = self.reservoirs.encode(names)  # a few labels, not n
+        except LabelOverflowError:  # on_label_overflow=error: only the rows that overflow
+            for i, name in zip(used.tolist(), names, strict=True):
+                with contextlib.suppress(LabelOverflowError):
+                    vocab_ids[i] = self.reservoirs.encode([name])[0]
+        return vocab_ids
+
+    def _apply(self, b: DecodedBatch) -> int:
+        """Sample the batch; the number of its rows refused (label overflow)."""
         n = len(b)
         if n == 0:
-            return
-        vocab_ids = self.reservoirs.encode(b.label_vocab)  # a few labels, not n
+            return 0
+        vocab_ids = self._label_ids(b)
         ids = vocab_ids[b.label_codes] if b.label_codes.size else np.zeros(0, np.int32)
-        rows = expand_labels(b.label_offsets, ids, mode=self.sampler.multilabel)
+        refused = np.zeros(n, bool)
+        if (ids < 0).any():
+            row_of = np.repeat(np.arange(n), np.diff(b.label_offsets))
+            refused[row_of[ids < 0]] = True
+            cap = self.reservoirs.policy.max_labels
+            for i in np.flatnonzero(refused).tolist():
+                why = f"label: more than max_labels={cap} distinct labels (on_label_overflow=error)"
+                row = orjson.dumps({"id": b.ids[i], "labels": b.labels_of(i)})
+                b.rejects.append(Reject(self.partition, int(b.offsets[i]), why, row))
+        rows = expand_labels(b.label_offsets, np.maximum(ids, 0), mode=self.sampler.multilabel)
+        if refused.any():
+            keep = np.flatnonzero(~refused[rows.event_index])
+            rows = type(rows)(
+                event_index=rows.event_index[keep], labels=rows.labels[keep],
+                weights=rows.weights[keep],
+            )  # fmt: skip
         ev = rows.event_index
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
@@ -125,8 +187,9 @@ class PartitionProcessor:
             self._pending.extend(recs)
             self.pending_bytes += recs.nbytes
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
-            r = np.flatnonzero(b.relabel)
+            r = np.flatnonzero(b.relabel & ~refused)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
+        return int(refused.sum())
 
     def _evict(self, out) -> None:
         self._changes.evict(out.evicted_labels, out.evicted_keys)

@@ -197,6 +197,21 @@ class IngestLoop:
             return None
         return self.publisher.publish(procs, frozenset(self.held_items))
 
+    def _snapshot_safely(self) -> None:
+        """A snapshot that fails (a damaged store, a defect) is logged and counted; it
+        never stops ingestion, and the next one tries again."""
+        try:
+            self.snapshot_now()
+        except Exception:  # noqa: BLE001 - the loop must go on
+            self.metrics.snapshot_failures.inc()
+            log.exception("snapshot failed; ingestion continues, the next snapshot retries")
+
+    def _drift_check(self) -> None:
+        try:
+            self.drift.check(self._producer, self.partitions.values(), self.snapshot_requested.set)
+        except Exception:  # noqa: BLE001 - drift is advisory: never stop ingestion for it
+            log.exception("drift check failed; ingestion continues")
+
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         s = self.settings
@@ -235,16 +250,14 @@ class IngestLoop:
                     self._publish_summary()
                 self.checkpointer.maybe(self.partitions.values())
                 if self.drift is not None and self.drift.due():
-                    self.drift.check(
-                        self._producer, self.partitions.values(), self.snapshot_requested.set
-                    )
+                    self._drift_check()
                 if self.snapshot_requested.is_set() or (
                     self.own_snapshot_timer
                     and time.monotonic() - last_snapshot >= s.snapshot_every_s
                 ):
                     self.snapshot_requested.clear()
                     last_snapshot = time.monotonic()
-                    self.snapshot_now()
+                    self._snapshot_safely()
             self.checkpointer.all(self.partitions.values())
         finally:
             self.health.mark_running(False)
