@@ -64,9 +64,12 @@ class DecodeSection:
     feature_dim: int
     max_event_bytes: int
     max_future_s: float
+    max_message_bytes: int
     pii_key: str = field(repr=False)
     pii_hash_fields: tuple[str, ...]
     pii_text_fields: tuple[str, ...]
+    pii_hash_ids: bool
+    pii_max_text_chars: int
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,9 @@ class Settings:
     snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)
     feature_dim: int = 4
     max_event_bytes: int = 65_536
+    # any message (frames included); larger ones are dead letters. The worker's consumer
+    # accepts records up to twice this size (librdkafka receive.message.max.bytes)
+    max_message_bytes: int = 64 << 20
     max_future_s: float = 3_600.0
     sampler_mode: str = "uniform"
     sampler_half_life_s: float = 0.0  # decayed mode only
@@ -187,6 +193,8 @@ class Settings:
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)
+    pii_hash_ids: bool = False  # store HMAC pseudonyms of event ids instead of the ids
+    pii_max_text_chars: int = 65_536  # longer PII text fields are refused, not scanned
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -200,11 +208,13 @@ class Settings:
             "snapshot_retention",
             "feature_dim",
             "max_event_bytes",
+            "max_message_bytes",
             "max_future_s",
             "stall_timeout_s",
             "drift_every_s",
             "drift_window_half_life_s",
             "metrics_max_labels",
+            "pii_max_text_chars",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -231,7 +241,9 @@ class Settings:
                 f"(got {self.sampler_half_life_s!r})"
             )
         _validate_drift(self.drift)
-        if (self.pii_hash_fields or self.pii_text_fields) and len(self.pii_key) < 16:
+        if (self.pii_hash_fields or self.pii_text_fields or self.pii_hash_ids) and len(
+            self.pii_key
+        ) < 16:
             raise ConfigError(
                 "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
             )
@@ -260,8 +272,10 @@ class Settings:
     @property
     def decode(self) -> DecodeSection:
         return DecodeSection(
-            self.feature_dim, self.max_event_bytes, self.max_future_s, self.pii_key,
-            tuple(self.pii_hash_fields), tuple(self.pii_text_fields),
+            self.feature_dim, self.max_event_bytes, self.max_future_s, self.max_message_bytes,
+            self.pii_key,
+            tuple(self.pii_hash_fields), tuple(self.pii_text_fields), self.pii_hash_ids,
+            self.pii_max_text_chars,
         )  # fmt: skip
 
     @property

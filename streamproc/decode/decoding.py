@@ -16,6 +16,7 @@ buffer until read (only admitted events are). Frames go to :mod:`streamproc.fram
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -68,10 +69,16 @@ def decode_batch(
     limits: Limits,
     scrub: Callable | None = None,
     reference_only: bool = False,
+    now: float | None = None,
 ) -> DecodedBatch:
     """Decode the messages of one partition (columns, or (offset, value, ts) triples).
-    ``reference_only`` sends every message through msgspec (for tests and comparisons)."""
+    ``reference_only`` sends every message through msgspec (for tests and comparisons).
+
+    ``max_future_s`` is checked against the message timestamp *or* ``now`` (the worker's
+    clock), whichever is earlier: a producer cannot move the bound by setting its
+    CreateTime ahead, and messages without a timestamp are checked too."""
     raw = messages if isinstance(messages, RawMessages) else RawMessages.from_tuples(messages)
+    now = time.time() if now is None else now
     n, dim, cap = len(raw), limits.feature_dim, limits.max_labels_per_event
     if n == 0:
         return DecodedBatch.empty(partition, dim)
@@ -86,6 +93,10 @@ def decode_batch(
     if reference_only:
         status[status == OK] = SLOW
         nhard = 0
+    sizes = raw.sizes if raw.sizes is not None else raw.ends - raw.starts
+    huge = sizes > limits.max_message_bytes
+    if huge.any():  # frames too: no message may exceed max_message_bytes
+        status[huge & (status != TOMBSTONE)] = OVERSIZED
     fm, ls = C_FIXED, C_FIXED + 2 * dim
     ts = exact_values(out[:, C_TS_M], out[:, C_TS_E])
     feats = exact_values(out[:, fm : fm + dim], out[:, fm + dim : fm + 2 * dim])
@@ -98,7 +109,8 @@ def decode_batch(
     relabel = out[:, C_RELABEL]
     ok = status == OK
     # numeric limits on whole columns (NaN message timestamps compare False)
-    late = ts > raw.msg_ts + limits.max_future_s
+    ref = np.fmin(raw.msg_ts, now)  # NaN (no message timestamp) -> now
+    late = ts > ref + limits.max_future_s
     status[ok & (late | ~(np.abs(feats) <= FEATURE_MAX).all(axis=1))] = SLOW
     codes = np.zeros((n, cap), np.int32)
     ex_s, ex_e = np.zeros(n * cap + 1, np.int64), np.zeros(n * cap + 1, np.int64)
@@ -119,20 +131,21 @@ def decode_batch(
             before = len(rejects)
             try:
                 frames.append(
-                    decode_frame(
-                        topic, partition, offset, v, raw.timestamp(m), limits, scrub, rejects
-                    )
+                    decode_frame(topic, partition, offset, v, float(ref[m]), limits, scrub, rejects)
                 )
             except Exception as e:  # noqa: BLE001 - whatever a frame raises, it is a reject
                 del rejects[before:]
                 why = f"frame: {type(e).__name__}: {e}"
                 rejects.append(Reject(partition, offset, why, v[:4096]))
         elif st == OVERSIZED:
-            size = int(raw.ends[m] - raw.starts[m])
-            reason = f"value: {size} bytes exceed max_event_bytes={limits.max_event_bytes}"
+            size = int(sizes[m])
+            if size > limits.max_message_bytes:
+                reason = f"value: {size} bytes exceed max_message_bytes={limits.max_message_bytes}"
+            else:
+                reason = f"value: {size} bytes exceed max_event_bytes={limits.max_event_bytes}"
             rejects.append(Reject(partition, offset, reason, raw.value(m)[:1024]))
         else:
-            ev = _reference(raw.value(m), partition, offset, raw.timestamp(m), limits, rejects)
+            ev = _reference(raw.value(m), partition, offset, float(ref[m]), limits, rejects)
             if ev is None:
                 continue
             labs, ts[m], feats[m] = ev[0], ev[1].ts, ev[1].features

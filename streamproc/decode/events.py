@@ -48,6 +48,7 @@ class Limits:
     max_event_bytes: int = 65_536
     max_future_s: float = 3_600.0
     max_labels_per_event: int = 8
+    max_message_bytes: int = 64 << 20  # any message, frames included
 
 
 @dataclass
@@ -181,8 +182,8 @@ def validate(ev: RawEvent, limits: Limits, msg_ts: float | None) -> str | None:
         return f"ts: not a finite number ({ev.ts!r})"
     if msg_ts is not None and ev.ts > msg_ts + limits.max_future_s:
         return (
-            f"ts: {ev.ts:.3f} is {ev.ts - msg_ts:.0f}s after the message timestamp "
-            f"(max_future_s={limits.max_future_s:g})"
+            f"ts: {ev.ts:.3f} is {ev.ts - msg_ts:.0f}s after the message timestamp or the "
+            f"worker's clock, whichever is earlier (max_future_s={limits.max_future_s:g})"
         )
     if ev.label is not None and ev.labels is not None:
         return "label/labels: give one of them, not both"

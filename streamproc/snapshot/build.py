@@ -62,7 +62,9 @@ def _gather(shards: list[Shard], shard_names: list[list], merged: LabelReservoir
     ids = {name: i for i, name in enumerate(merged.names) if name is not None}
     cat_lab, cat_key, records = [], [], RecordColumns.empty()
     for s, names in zip(shards, shard_names, strict=True):
-        remap = np.array([ids.get(n, -1) if n is not None else -1 for n in names] or [-1])
+        # a label the merge folded into the overflow label (max_labels) is found there
+        folded = ids.get(merged.policy.overflow_label, -1)
+        remap = np.array([ids.get(n, folded) if n is not None else -1 for n in names] or [-1])
         cat_lab.append(remap[s.labels()])
         cat_key.append(s.keys())
         records.extend(s.records())

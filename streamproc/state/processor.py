@@ -209,9 +209,16 @@ class PartitionProcessor:
             b.features[idx],
             hi - lo,
             blobs,
-            pack(b.ids, idx),
+            self._ids(b, idx),
             pack(b.payloads, idx),
         )
+
+    def _ids(self, b: DecodedBatch, idx: np.ndarray) -> Packed:
+        """Ids of admitted rows as stored: pseudonyms when the PII policy hashes ids."""
+        ids = pack(b.ids, idx)
+        if self.scrub is not None and getattr(self.scrub, "hash_ids", False):
+            ids = Packed.of([self.scrub.pseudonym(v.decode()).encode() for v in ids.values()])
+        return ids
 
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may

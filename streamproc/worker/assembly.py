@@ -19,13 +19,18 @@ from streamproc.state.processor import SamplerConfig
 
 
 def limits(d: DecodeSection) -> Limits:
-    return Limits(d.feature_dim, d.max_event_bytes, d.max_future_s)
+    return Limits(
+        d.feature_dim, d.max_event_bytes, d.max_future_s, max_message_bytes=d.max_message_bytes
+    )
 
 
 def scrubber(d: DecodeSection) -> PiiScrubber | None:
-    if not (d.pii_hash_fields or d.pii_text_fields):
+    if not (d.pii_hash_fields or d.pii_text_fields or d.pii_hash_ids):
         return None
-    return PiiScrubber(d.pii_key.encode(), d.pii_hash_fields, d.pii_text_fields)
+    return PiiScrubber(
+        d.pii_key.encode(), d.pii_hash_fields, d.pii_text_fields, d.pii_hash_ids,
+        d.pii_max_text_chars,
+    )  # fmt: skip
 
 
 def sampler_config(s: SamplerSection) -> SamplerConfig:

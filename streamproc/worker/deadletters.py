@@ -1,12 +1,16 @@
 """Dead letters: every message the worker cannot process goes to the dead-letter topic
 with why (``reason``) and where it came from (``source_topic``, ``source_partition``,
-``source_offset``), as Kafka headers, keyed by the source partition.
+``source_offset``), as Kafka headers, keyed by the source partition. Under a PII policy
+the value and the reason are scrubbed like stored events
+(:meth:`~streamproc.decode.pii.PiiScrubber.dead_letter`) and a ``pii: scrubbed`` header
+says so: personal data does not reach the dead-letter topic in clear.
 
 >>> class Producer:
 ...     def __init__(self): self.sent = []
 ...     def produce(self, topic, value, key, headers): self.sent.append((topic, dict(headers)))
 ...     def poll(self, timeout): pass
 >>> from streamproc.decode.events import Reject
+from streamproc.decode.pii import redact
 >>> p = Producer()
 >>> sink = DeadLetterSink(p, "events-dlq", "events")
 >>> sink.send([Reject(2, 41, "json: unexpected end", b"{")])
@@ -20,14 +24,18 @@ import logging
 from collections import defaultdict
 
 from streamproc.decode.events import Reject
+from streamproc.decode.pii import redact
 from streamproc.ops.metrics import reason_category
 
 log = logging.getLogger(__name__)
 
 
 class DeadLetterSink:
-    def __init__(self, producer, dlq_topic: str, source_topic: str, counter=None) -> None:
+    def __init__(
+        self, producer, dlq_topic: str, source_topic: str, counter=None, scrub=None
+    ) -> None:
         self.producer = producer
+        self.scrub = scrub  # a PiiScrubber, or None
         self.dlq_topic, self.source_topic = dlq_topic, source_topic
         self.counter = counter  # a labelled Prometheus counter (by reason category), or None
         self.by_reason: dict[str, int] = defaultdict(int)
@@ -35,16 +43,20 @@ class DeadLetterSink:
     def send(self, rejects: list[Reject]) -> None:
         topic = self.source_topic.encode()
         for r in rejects:
+            value, reason = r.value, r.reason
+            headers = [
+                ("source_topic", topic),
+                ("source_partition", str(r.partition).encode()),
+                ("source_offset", str(r.offset).encode()),
+            ]
+            if self.scrub is not None:
+                value, reason = self.scrub.dead_letter(value), redact(reason)
+                headers.append(("pii", b"scrubbed"))
             self.producer.produce(
                 self.dlq_topic,
-                r.value,
+                value,
                 key=str(r.partition).encode(),
-                headers=[
-                    ("reason", r.reason.encode()),
-                    ("source_topic", topic),
-                    ("source_partition", str(r.partition).encode()),
-                    ("source_offset", str(r.offset).encode()),
-                ],
+                headers=[("reason", reason.encode()), *headers],
             )
             category = reason_category(r.reason)
             self.by_reason[category] += 1

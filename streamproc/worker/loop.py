@@ -47,8 +47,14 @@ class IngestStats:
     rejected: int = 0
 
 
-def consumer_config(bootstrap: str, group_id: str) -> dict:
+def consumer_config(bootstrap: str, group_id: str, max_message_bytes: int = 64 << 20) -> dict:
+    """librdkafka settings of the worker's consumer. A record larger than
+    ``receive.message.max.bytes`` can never be fetched (the partition would stall), so
+    that limit is set well above ``max_message_bytes``: such records arrive and become
+    dead letters."""
     return {
+        # librdkafka's default is 100 MB, and it must exceed fetch.max.bytes (52 MB)
+        "receive.message.max.bytes": min(2**31 - 1, max(100_000_000, 2 * max_message_bytes)),
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
@@ -61,10 +67,10 @@ def consumer_config(bootstrap: str, group_id: str) -> dict:
     }
 
 
-def _kafka_consumer(bootstrap: str, group_id: str):
+def _kafka_consumer(bootstrap: str, group_id: str, max_message_bytes: int):
     from confluent_kafka import Consumer
 
-    return Consumer(consumer_config(bootstrap, group_id))
+    return Consumer(consumer_config(bootstrap, group_id, max_message_bytes))
 
 
 def _kafka_producer(bootstrap: str):
@@ -92,7 +98,7 @@ class IngestLoop:
         self.chunk_bytes = chunk_bytes
         self.warm = warm
         self._consumer_factory = consumer_factory or (
-            lambda: _kafka_consumer(bootstrap, settings.group_id)
+            lambda: _kafka_consumer(bootstrap, settings.group_id, settings.max_message_bytes)
         )
         self._producer_factory = producer_factory or (lambda: _kafka_producer(bootstrap))
         self.stats = IngestStats()
@@ -142,7 +148,11 @@ class IngestLoop:
             observe_seconds=self.metrics.checkpoint_seconds.observe,
         )
         self.dead_letters = DeadLetterSink(
-            self._producer, s.dlq_topic, s.events_topic, self.metrics.dead_lettered
+            self._producer,
+            s.dlq_topic,
+            s.events_topic,
+            self.metrics.dead_lettered,
+            scrubber(s.decode),
         )
         spot = (s.spot_check_topic, s.hitl_spot_check_fraction) if s.hitl_token else None
         self.publisher = SnapshotPublisher(
