@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ class WorkerProcess:
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
+        env = dict(env or {})
+        # the harness may ask for snapshots: an admin token of its own unless given one
+        self.admin_token = env.setdefault("STRATA_ADMIN_TOKEN", secrets.token_hex(16))
         cmd = [
             sys.executable,
             "-m",
@@ -71,7 +75,12 @@ class WorkerProcess:
             return None
 
     def request_snapshot(self) -> None:
-        req = urllib.request.Request(self.url + "/snapshot", method="POST", data=b"")
+        req = urllib.request.Request(
+            self.url + "/snapshot",
+            method="POST",
+            data=b"",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             if r.status != 202:
                 raise StratastreamError(f"POST /snapshot answered {r.status}")

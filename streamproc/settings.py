@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -177,6 +178,13 @@ class Settings:
         default_factory=lambda: ["alert", "request_snapshot", "retrain"]
     )
     hitl_token: str = field(default="", repr=False)  # empty: endpoints answer 503
+    # more credentials, one per annotator: "alice=<token>,bob=<token>"; an annotation is
+    # accepted only under the annotator id its token names
+    hitl_tokens: list[str] = field(default_factory=list, repr=False)
+    hitl_body_timeout_s: float = 10.0  # a request body must arrive within this
+    # bearer token of POST /snapshot (empty: the endpoint answers 503)
+    admin_token: str = field(default="", repr=False)
+    snapshot_min_interval_s: float = 1.0  # requested snapshots are at least this far apart
     hitl_registry_dir: Path = Path("registry")
     hitl_max_body_bytes: int = 65_536
     hitl_rate_per_s: float = 50.0
@@ -216,9 +224,45 @@ class Settings:
             "metrics_max_labels",
             "pii_max_text_chars",
         )
+        for f in dataclasses.fields(self):  # NaN and infinities are never a setting
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name}: must be a finite number, got {v!r}")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        non_negative = (
+            "sampler_half_life_s", "drift_action_cooldown_s", "hitl_spot_check_fraction",
+            "sampler_seed",
+        )  # fmt: skip
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("hitl_agreement_bar", "hitl_spot_check_fraction", "drift_scarce_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("hitl_rate_per_s", "hitl_burst", "hitl_max_body_bytes",
+                     "hitl_prediction_ttl_s", "hitl_partitions", "snapshot_min_interval_s",
+                     "hitl_body_timeout_s"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.max_event_bytes > self.max_message_bytes:
+            raise ConfigError(
+                f"max_event_bytes: {self.max_event_bytes} exceeds max_message_bytes="
+                f"{self.max_message_bytes}"
+            )
+        if not 1 <= self.feature_dim <= 4096:
+            raise ConfigError(f"feature_dim: must be in [1, 4096], got {self.feature_dim}")
+        for pair in self.hitl_tokens:
+            name, sep, token = pair.partition("=")
+            if not sep or not name.strip() or len(token) < 16:
+                raise ConfigError(
+                    "hitl_tokens: expected annotator=token pairs with tokens of 16+ "
+                    "characters (the token itself is not shown)"
+                )
+        for name in ("hitl_token", "admin_token"):
+            if 0 < len(getattr(self, name)) < 16:
+                raise ConfigError(f"{name}: must be empty (off) or 16+ characters")
         if self.multilabel not in ("primary", "split"):
             raise ConfigError(f"multilabel: must be 'primary' or 'split', got {self.multilabel!r}")
         if not (self.broker == "embedded" or self.broker.startswith("kafka://")):

@@ -1,6 +1,8 @@
 """Human in the loop: predictions, votes and corrections, annotations.
 
-Endpoints (on the worker's web server; ``Authorization: Bearer <hitl_token>``):
+Endpoints (on the worker's web server; ``Authorization: Bearer <token>``, see
+:mod:`streamproc.hitl.auth`; requests are rate-limited per client before the token is
+looked at, bodies are bounded in size and must arrive within ``hitl_body_timeout_s``):
 
 * ``POST /predict`` ``{"features": [...], "event_id": "optional"}`` runs the trainer's
   promoted model and answers ``{"prediction_id", "label", "probability", "model"}``.
@@ -33,6 +35,7 @@ import numpy as np
 import orjson
 
 from streamproc.hitl.agreement import AnnotationBook
+from streamproc.hitl.auth import SERVICE, Credentials
 from streamproc.hitl.joins import annotation_relabel, join_feedback
 from streamproc.hitl.predictor import Predictor
 from streamproc.hitl.ratelimit import TokenBucket
@@ -46,6 +49,7 @@ from streamproc.hitl.requests import (
     check_feedback,
     check_predict,
     decode,
+    read_body,
 )
 from streamproc.settings import Settings
 
@@ -65,23 +69,22 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     pending = app.Table("hitl-feedback", partitions=s.hitl_partitions)
     predictor = Predictor(s.hitl_registry_dir)
     bucket = TokenBucket(s.hitl_rate_per_s, s.hitl_burst)
+    credentials = Credentials.from_pairs(s.hitl_token, s.hitl_tokens)
     book = AnnotationBook()
 
     async def guarded(web, request, handler):
         endpoint = request.path
         try:
-            if not s.hitl_token:
-                raise HttpError(503, "human-in-the-loop endpoints are disabled: set hitl_token")
-            if request.headers.get("Authorization") != f"Bearer {s.hitl_token}":
-                raise HttpError(401, "missing or wrong bearer token")
+            # the rate limit comes first: token guessing is throttled like any request
             if not bucket.allow(request.remote or "?"):
                 raise HttpError(429, f"rate limit: {s.hitl_rate_per_s:g} requests/s")
-            if (request.content_length or 0) > s.hitl_max_body_bytes:
-                raise HttpError(413, f"body larger than {s.hitl_max_body_bytes} bytes")
-            body = await request.read()
-            if len(body) > s.hitl_max_body_bytes:
-                raise HttpError(413, f"body larger than {s.hitl_max_body_bytes} bytes")
-            status, out = await handler(body)
+            if not credentials.configured:
+                raise HttpError(503, "human-in-the-loop endpoints are disabled: set hitl_token")
+            identity = credentials.identify(request.headers.get("Authorization"))
+            if identity is None:
+                raise HttpError(401, "missing or wrong bearer token")
+            body = await read_body(request, s.hitl_max_body_bytes, s.hitl_body_timeout_s)
+            status, out = await handler(body, identity)
         except HttpError as e:
             metrics.hitl_requests.labels(endpoint, str(e.status)).inc()
             return web.json({"error": e.message}, status=e.status)
@@ -92,7 +95,7 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
         fut = await topic.send(key=key.encode(), value=orjson.dumps(value))
         await fut  # acknowledged by the broker before we answer
 
-    async def do_predict(body: bytes):
+    async def do_predict(body: bytes, identity: str):
         req = check_predict(decode(PredictRequest, body))
         label, prob, model = await asyncio.get_running_loop().run_in_executor(
             None, predictor.predict, req.features
@@ -114,13 +117,17 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
         metrics.predictions.inc()
         return 200, {"prediction_id": pid, "label": label, "probability": prob, "model": model}
 
-    async def do_feedback(body: bytes):
+    async def do_feedback(body: bytes, identity: str):
         req = check_feedback(decode(FeedbackRequest, body))
         await durable(feedback, req.prediction_id, msgspec.structs.asdict(req))
         return 202, {"accepted": True}
 
-    async def do_annotation(body: bytes):
+    async def do_annotation(body: bytes, identity: str):
         req = check_annotation(decode(AnnotationRequest, body))
+        if identity == SERVICE:
+            raise HttpError(403, "annotations need an annotator's token (hitl_tokens)")
+        if req.annotator_id != identity:
+            raise HttpError(403, "annotator_id: must be the annotator your token names")
         await durable(annotations, req.item_id, msgspec.structs.asdict(req))
         return 202, {"accepted": True}
 
@@ -149,10 +156,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
         del pending[pid]
         if out.event is not None:
             await events.send(key=out.event["id"].encode(), value=orjson.dumps(out.event))
-            metrics.corrections.labels(out.event["label"]).inc()
+            metrics.corrections.labels(metrics.bounded(out.event["label"])).inc()
         elif out.relabel is not None:
             metrics.votes.labels("down").inc()
-            metrics.downvotes.labels(out.relabel["predicted"]).inc()
+            metrics.downvotes.labels(metrics.bounded(out.relabel["predicted"])).inc()
             await relabel.send(key=pid.encode(), value=orjson.dumps(out.relabel))
             metrics.relabel_queued.labels("down-vote").inc()
         else:
@@ -186,7 +193,7 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     async def export_kappas():
         for label, k in book.label_kappas().items():
             if np.isfinite(k):
-                metrics.annotation_kappa.labels(label).set(k)
+                metrics.annotation_kappa.labels(metrics.bounded(label)).set(k)
 
 
 def _post_view(handler, guarded):

@@ -116,6 +116,32 @@ def decode(kind: type, body: bytes):
         raise HttpError(400, f"body is not JSON: {e}") from None
 
 
+async def read_body(request, max_bytes: int, timeout_s: float) -> bytes:
+    """The request body: at most ``max_bytes``, arriving within ``timeout_s`` (a stalled
+    body is answered 408, it does not hold a connection forever)."""
+    import asyncio
+
+    if (request.content_length or 0) > max_bytes:
+        raise HttpError(413, f"body larger than {max_bytes} bytes")
+
+    async def whole() -> bytes:
+        chunks, n = [], 0
+        while chunk := await request.content.read(65_536):  # b"" at the end of the body
+            n += len(chunk)
+            if n > max_bytes:
+                raise HttpError(413, f"body larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(whole(), timeout_s)
+    except TimeoutError:
+        raise HttpError(408, f"body not received within {timeout_s:g} s") from None
+
+
+MAX_ID_CHARS = 256
+
+
 def check_predict(req: PredictRequest) -> PredictRequest:
     if not all(math.isfinite(x) for x in req.features):
         raise HttpError(400, "features: all numbers must be finite")
@@ -131,6 +157,8 @@ def check_feedback(req: FeedbackRequest) -> FeedbackRequest:
         raise HttpError(400, "label: must be 1 to 128 non-blank characters")
     if not req.prediction_id:
         raise HttpError(400, "prediction_id: must not be empty")
+    if len(req.prediction_id) > MAX_ID_CHARS:
+        raise HttpError(400, f"prediction_id: at most {MAX_ID_CHARS} characters")
     return req
 
 
@@ -138,4 +166,9 @@ def check_annotation(req: AnnotationRequest) -> AnnotationRequest:
     for name in ("item_id", "annotator_id", "label"):
         if not getattr(req, name).strip():
             raise HttpError(400, f"{name}: must not be empty")
+    if len(req.label) > 128:
+        raise HttpError(400, f"label: at most 128 characters, got {len(req.label)}")
+    for name in ("item_id", "annotator_id"):
+        if len(getattr(req, name)) > MAX_ID_CHARS:
+            raise HttpError(400, f"{name}: at most {MAX_ID_CHARS} characters")
     return req

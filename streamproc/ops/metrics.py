@@ -34,6 +34,7 @@ class WorkerMetrics:
     def __init__(self, max_labels: int = 100) -> None:
         self.registry = r = CollectorRegistry()
         self.max_labels = max_labels
+        self._client_labels: set[str] = set()
         self.consumed = Counter(
             "strata_events_consumed",
             "Messages consumed from the events topic",
@@ -218,6 +219,17 @@ class WorkerMetrics:
         )
         self.healthy = Gauge("strata_worker_healthy", "1 when /health answers 200", registry=r)
         self._labels_shown: set[str] = set()
+
+    def bounded(self, label: str) -> str:
+        """``label`` as a metric label value, for client-supplied labels: the first
+        ``max_labels`` distinct values keep their own series, later ones share
+        ``__other__`` (and overlong values are never series names)."""
+        if label in self._client_labels:
+            return label
+        if len(self._client_labels) < self.max_labels and len(label) <= 128:
+            self._client_labels.add(label)
+            return label
+        return "__other__"
 
     def set_labels(
         self, seen: dict[str, int], retained: dict[str, int], capacity: dict[str, int]

@@ -17,6 +17,8 @@ import faust
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from streamproc.hitl.auth import Credentials
+from streamproc.hitl.ratelimit import TokenBucket
 from streamproc.settings import Settings
 from streamproc.worker.loop import IngestLoop
 
@@ -40,7 +42,14 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         topic_allow_declare=True,  # changelog topics of the human-in-the-loop tables
+        # only our routes: Faust's table pages would serve stored predictions unguarded
+        web_router_enabled=False,
+        web_tables_enabled=False,
     )
+    blueprints = app.web.blueprints
+    blueprints._enabled = [
+        (p, bp) for p, bp in blueprints._enabled if "production_index" not in str(bp)
+    ]
     loop = IngestLoop(settings, bootstrap, own_snapshot_timer=False)
     app.ingest = loop  # type: ignore[attr-defined]
 
@@ -99,9 +108,21 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
         ok = loop.health.running and loop.health.assigned_once and loop.health.check()[0]
         return web.json({"ready": ok}, status=200 if ok else 503)
 
+    admin = Credentials(settings.admin_token, {})
+    admin_bucket = TokenBucket(settings.hitl_rate_per_s, settings.hitl_burst)
+
     @app.page("/snapshot")
     class SnapshotView(faust.web.View):
         async def post(self, request):
+            """Ask for a snapshot (admin token). Requests coalesce: many while one is
+            pending make one snapshot, and requested snapshots are at least
+            ``snapshot_min_interval_s`` apart, so a request loop cannot halt ingestion."""
+            if not admin_bucket.allow(request.remote or "?"):
+                return self.json({"error": "rate limit"}, status=429)
+            if not admin.configured:
+                return self.json({"error": "POST /snapshot is off: set admin_token"}, status=503)
+            if admin.identify(request.headers.get("Authorization")) is None:
+                return self.json({"error": "missing or wrong bearer token"}, status=401)
             loop.snapshot_requested.set()
             return self.json({"requested": True}, status=202)
 

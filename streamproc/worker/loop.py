@@ -261,9 +261,9 @@ class IngestLoop:
                 self.checkpointer.maybe(self.partitions.values())
                 if self.drift is not None and self.drift.due():
                     self._drift_check()
-                if self.snapshot_requested.is_set() or (
-                    self.own_snapshot_timer
-                    and time.monotonic() - last_snapshot >= s.snapshot_every_s
+                since = time.monotonic() - last_snapshot
+                if (self.snapshot_requested.is_set() and since >= s.snapshot_min_interval_s) or (
+                    self.own_snapshot_timer and since >= s.snapshot_every_s
                 ):
                     self.snapshot_requested.clear()
                     last_snapshot = time.monotonic()

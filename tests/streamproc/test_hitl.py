@@ -18,6 +18,7 @@ from trainer.train import TrainConfig
 
 pytestmark = pytest.mark.integration
 TOKEN = "hitl-test-token-42"
+ANN = {f"a{i}": f"annotator-token-{i}-xxxx" for i in range(1, 6)}  # one credential each
 
 
 def _call(w, path: str, body, token: str | None = TOKEN, raw: bytes | None = None):
@@ -64,6 +65,8 @@ def hitl_worker(deployment, tmp_path: Path):
     w = deployment.worker(
         "hitl",
         STRATA_HITL_TOKEN=TOKEN,
+        STRATA_HITL_TOKENS=",".join(f"{a}={t}" for a, t in ANN.items()),
+        STRATA_HITL_BODY_TIMEOUT_S="1",
         STRATA_HITL_REGISTRY_DIR=str(reg),
         STRATA_HITL_RATE_PER_S="20",
         STRATA_HITL_BURST="40",
@@ -190,12 +193,22 @@ def test_low_agreement_items_are_queued_and_kept_out_of_snapshots(hitl_worker, d
     w, topics = hitl_worker
     for ann, lab in (("a1", "cat"), ("a2", "dog")):
         assert (
-            _call(w, "/annotations", {"item_id": "item-1", "annotator_id": ann, "label": lab})[0]
+            _call(
+                w,
+                "/annotations",
+                {"item_id": "item-1", "annotator_id": ann, "label": lab},
+                token=ANN[ann],
+            )[0]
             == 202
         )
     for ann in ("a1", "a2", "a3"):
         assert (
-            _call(w, "/annotations", {"item_id": "item-2", "annotator_id": ann, "label": "cat"})[0]
+            _call(
+                w,
+                "/annotations",
+                {"item_id": "item-2", "annotator_id": ann, "label": "cat"},
+                token=ANN[ann],
+            )[0]
             == 202
         )
     msgs = [
@@ -235,7 +248,12 @@ def test_low_agreement_items_are_queued_and_kept_out_of_snapshots(hitl_worker, d
     # three more annotators agree: agreement 0.6 reaches the bar, the item is released
     for ann in ("a3", "a4", "a5"):
         assert (
-            _call(w, "/annotations", {"item_id": "item-1", "annotator_id": ann, "label": "cat"})[0]
+            _call(
+                w,
+                "/annotations",
+                {"item_id": "item-1", "annotator_id": ann, "label": "cat"},
+                token=ANN[ann],
+            )[0]
             == 202
         )
     w.wait_until(lambda s: s["held_for_relabel"] == [], 30, "item-1 released")
@@ -249,3 +267,40 @@ def test_rate_limit(hitl_worker) -> None:
         _call(w, "/feedback", {"prediction_id": "p", "vote": "sideways"})[0] for _ in range(60)
     ]
     assert 429 in codes and codes[0] == 400
+
+
+def test_endpoints_are_guarded(hitl_worker) -> None:
+    """Only our routes; every state-changing endpoint authenticated; annotators bound to
+    their credentials; bad tokens throttled like any request; stalled bodies time out."""
+    import socket
+
+    w, _ = hitl_worker
+    for path in ("/", "/table/hitl-predictions/", "/router/"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(w.url + path, timeout=5)
+        assert e.value.code == 404, path
+    req = urllib.request.Request(w.url + "/snapshot", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5)
+    assert e.value.code == 401
+    w.request_snapshot()  # with the admin token: 202
+    ann = {"item_id": "i9", "annotator_id": "a2", "label": "cat"}
+    assert _call(w, "/annotations", ann, token=TOKEN)[0] == 403  # the service token
+    code, out = _call(w, "/annotations", ann, token=ANN["a1"])  # a1 posing as a2
+    assert code == 403 and "annotator_id" in out["error"]
+    code, out = _call(w, "/annotations", {**ann, "label": "x" * 500}, token=ANN["a2"])
+    assert code == 400 and out["error"].startswith("label: at most 128")
+    # a stalled body is answered 408 after hitl_body_timeout_s (1 s here)
+    host, port = w.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"predi'
+        )
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+    # guessing tokens is rate-limited too (burst 40, 20/s here)
+    codes = [_call(w, "/feedback", {"prediction_id": "p", "vote": "up"}, token=f"guess-{i}")[0]
+             for i in range(60)]  # fmt: skip
+    assert codes[0] == 401 and 429 in codes
