@@ -10,7 +10,6 @@ says so: personal data does not reach the dead-letter topic in clear.
 ...     def produce(self, topic, value, key, headers): self.sent.append((topic, dict(headers)))
 ...     def poll(self, timeout): pass
 >>> from streamproc.decode.events import Reject
-from streamproc.decode.pii import redact
 >>> p = Producer()
 >>> sink = DeadLetterSink(p, "events-dlq", "events")
 >>> sink.send([Reject(2, 41, "json: unexpected end", b"{")])
