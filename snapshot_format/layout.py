@@ -14,6 +14,8 @@ snapshot_format.errors.SnapshotFormatError: snapshot version: expected 16 hex di
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -36,6 +38,17 @@ def check_version(version: str) -> str:
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise SnapshotFormatError(f"snapshot version: expected 16 hex digits, got {version!r}")
     return version
+
+
+def content_version(data: bytes, source_offsets: dict[str, int]) -> str:
+    """The version id of a snapshot: a hash of its Parquet bytes and the source offsets
+    it reflects, so a reader can tell a version's content was not changed.
+
+    >>> content_version(b"x", {"0": 5})
+    '21e8d4cef2dc988d'
+    """
+    offsets = json.dumps(source_offsets, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(data + offsets).hexdigest()[:16]
 
 
 def data_path(store: Path, version: str) -> Path:

@@ -19,7 +19,14 @@ import logging
 from pathlib import Path
 
 from .errors import SnapshotFormatError
-from .layout import DATA_FILE, LATEST_FILE, MANIFEST_FILE, TMP_PREFIX, check_version
+from .layout import (
+    DATA_FILE,
+    LATEST_FILE,
+    MANIFEST_FILE,
+    TMP_PREFIX,
+    check_version,
+    content_version,
+)
 from .manifest import SnapshotManifest
 from .schema import check_table
 
@@ -61,8 +68,17 @@ def read_manifest(store: Path | str, version: str) -> SnapshotManifest:
     return SnapshotManifest.from_json(raw, f"snapshot {version}: {MANIFEST_FILE}")
 
 
-def read_table(store: Path | str, version: str | None = None, columns: list[str] | None = None):
-    """The data of ``version`` (default: ``LATEST``) as a pyarrow Table."""
+def read_table(
+    store: Path | str,
+    version: str | None = None,
+    columns: list[str] | None = None,
+    verify: bool = True,
+):
+    """The data of ``version`` (default: ``LATEST``) as a pyarrow Table.
+
+    ``verify`` (the default) checks the bytes against the version id (a content hash, see
+    :func:`~snapshot_format.layout.content_version`) and the row count against the
+    manifest: a changed ``data.parquet`` is a :class:`SnapshotFormatError`, never data."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -74,12 +90,22 @@ def read_table(store: Path | str, version: str | None = None, columns: list[str]
         raw = read_store_file(store, f"{version}/{DATA_FILE}")
     except FileNotFoundError:
         raise SnapshotFormatError(f"snapshot {version}: no {DATA_FILE} in {store}") from None
+    manifest = read_manifest(store, version) if verify else None
+    if manifest is not None and content_version(raw, manifest.source_offsets) != version:
+        raise SnapshotFormatError(
+            f"snapshot {version}: {DATA_FILE} does not match its version hash "
+            "(changed or damaged since it was written)"
+        )
     try:
         table = pq.read_table(io.BytesIO(raw), columns=columns)
     except (pa.ArrowException, OSError, ValueError) as e:
         raise SnapshotFormatError(f"snapshot {version}: {DATA_FILE} is unreadable ({e})") from None
     if columns is None:
         check_table(table, f"snapshot {version}")
+    if manifest is not None and table.num_rows != manifest.rows:
+        raise SnapshotFormatError(
+            f"snapshot {version}: {table.num_rows} rows, the manifest says {manifest.rows}"
+        )
     return table
 
 

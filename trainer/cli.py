@@ -15,6 +15,7 @@ import numpy as np
 from stratastream.errors import StratastreamError
 
 from .errors import TrainerError
+from .model import register_from_reference
 from .registry import ModelRegistry
 from .train import TrainConfig
 
@@ -26,7 +27,7 @@ def _store(location: str) -> Path | str:
 
 def _cfg(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        model=a.model,
+        model=register_from_reference(a.model),  # operator input, imported here only
         epochs=a.epochs,
         batch_size=a.batch_size,
         lr=a.lr,

@@ -1,12 +1,25 @@
-"""The default model (an MLP over the numeric features) and user models as ``module:factory``.
+"""Model architectures, allow-listed by name.
 
-A factory is called as ``factory(in_dim, n_labels)`` and returns a ``torch.nn.Module``
-mapping ``[batch, in_dim]`` float features to ``[batch, n_labels]`` logits.
+A model file names its architecture; loading it looks the name up in :data:`ARCHITECTURES`
+and never imports anything the file names (a crafted file cannot run code). The default
+is ``"mlp"``. A user architecture is a factory ``factory(in_dim, n_labels)`` returning a
+``torch.nn.Module`` (``[batch, in_dim]`` features -> ``[batch, n_labels]`` logits),
+registered in code with :func:`register_architecture`, or by the operator on the trainer's
+command line (``trainer train --model pkg.module:factory`` imports it there, in the
+trainer, because the operator asked; the saved file records only the name).
+
+>>> build_model("mlp", 4, 3)[-1].out_features
+3
+>>> build_model("os:system", 4, 3)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+trainer.errors.TrainerError: model: architecture 'os:system' is not registered ...
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -42,17 +55,45 @@ def mlp(in_dim: int, n_labels: int, hidden: int = 256) -> nn.Module:
     )
 
 
-def build_model(spec: str, in_dim: int, n_labels: int) -> nn.Module:
-    """``"mlp"`` or ``"package.module:factory"``."""
-    if spec == "mlp":
-        return mlp(in_dim, n_labels)
-    mod_name, _, attr = spec.partition(":")
+MAX_DIM = 4096
+MAX_LABELS = 100_000
+ARCHITECTURES: dict[str, Callable[[int, int], nn.Module]] = {"mlp": mlp}
+
+
+def register_architecture(name: str, factory: Callable[[int, int], nn.Module]) -> None:
+    """Allow model files to name ``name``; ``factory(in_dim, n_labels)`` builds it."""
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise TrainerError(f"model: architecture name must be 1 to 200 characters: {name!r}")
+    ARCHITECTURES[name] = factory
+
+
+def register_from_reference(ref: str) -> str:
+    """Operator input (``trainer train --model pkg.module:factory``): import the factory
+    and register it under ``ref``. Never called with a name read from a file."""
+    if ref in ARCHITECTURES:
+        return ref
+    mod_name, _, attr = ref.partition(":")
     if not mod_name or not attr:
-        raise TrainerError(f"model: expected 'mlp' or 'module:factory', got {spec!r}")
+        raise TrainerError(f"--model: expected 'mlp' or module:factory, got {ref!r}")
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:
-        raise TrainerError(f"model: cannot load {spec!r} ({e})") from e
+        raise TrainerError(f"--model: cannot load {ref!r} ({e})") from e
+    register_architecture(ref, factory)
+    return ref
+
+
+def build_model(spec: str, in_dim: int, n_labels: int) -> nn.Module:
+    """The registered architecture ``spec`` for these dimensions (checked)."""
+    factory = ARCHITECTURES.get(spec) if isinstance(spec, str) else None
+    if factory is None:
+        raise TrainerError(
+            f"model: architecture {spec!r} is not registered (known: {sorted(ARCHITECTURES)}); "
+            "register it with trainer.model.register_architecture"
+        )
+    for name, v, hi in (("dim", in_dim, MAX_DIM), ("labels", n_labels, MAX_LABELS)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= hi:
+            raise TrainerError(f"model: {name} must be an integer in [1, {hi}], got {v!r}")
     model = factory(in_dim, n_labels)
     if not isinstance(model, nn.Module):
         raise TrainerError(f"model: {spec!r} returned {type(model).__name__}, not a torch Module")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -30,6 +32,8 @@ import torch
 
 from .errors import TrainerError
 from .model import build_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +49,27 @@ class ModelEntry:
     @property
     def label_names(self) -> list[str]:
         return list(self.meta["label_names"])
+
+
+_MODEL_ID = re.compile(r"m\d{4,9}-[0-9a-f]{1,16}")
+
+
+def check_model_id(model_id: object) -> str:
+    """A well-formed model id (``m0001-0123abcd``): ids come from files and requests, and
+    only such a name may become a path inside the registry."""
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        raise TrainerError(f"registry: not a model id: {str(model_id)[:80]!r}")
+    return model_id
+
+
+def _read_meta(d: Path) -> dict:
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TrainerError(f"model {d.name}: meta.json unreadable ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("created_at"), int | float):
+        raise TrainerError(f"model {d.name}: meta.json is not a model entry")
+    return meta
 
 
 class ModelRegistry:
@@ -64,18 +89,22 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- entries
     def list(self) -> list[ModelEntry]:
+        """Entries, oldest first; a damaged or foreign entry is logged and skipped."""
         out = []
         for d in sorted((self.root / "models").iterdir()):
             if d.name.startswith(".") or not (d / "meta.json").exists():
                 continue
-            out.append(ModelEntry(d.name, d, json.loads((d / "meta.json").read_text())))
+            try:
+                out.append(ModelEntry(check_model_id(d.name), d, _read_meta(d)))
+            except TrainerError as e:
+                log.error("registry %s: skipping %s: %s", self.root, d.name, e)
         return sorted(out, key=lambda e: e.meta["created_at"])
 
     def get(self, model_id: str) -> ModelEntry:
-        d = self.root / "models" / model_id
+        d = self.root / "models" / check_model_id(model_id)
         if not (d / "meta.json").exists():
             raise TrainerError(f"registry {self.root}: no model {model_id!r}")
-        return ModelEntry(model_id, d, json.loads((d / "meta.json").read_text()))
+        return ModelEntry(model_id, d, _read_meta(d))
 
     def add(self, model: torch.nn.Module, meta: dict, png: bytes | None = None) -> ModelEntry:
         n = len(self.list()) + 1
@@ -107,15 +136,29 @@ class ModelRegistry:
             blob = torch.load(e.path / "model.pt", map_location="cpu", weights_only=True)
         except Exception as ex:  # unreadable or tampered file
             raise TrainerError(f"model {model_id}: cannot load model.pt ({ex})") from ex
-        model = build_model(blob["spec"], blob["dim"], len(blob["label_names"]))
-        model.load_state_dict(blob["state_dict"])
+        if not (
+            isinstance(blob, dict)
+            and isinstance(blob.get("state_dict"), dict)
+            and isinstance(blob.get("label_names"), list)
+            and all(isinstance(x, str) for x in blob["label_names"])
+        ):
+            raise TrainerError(f"model {model_id}: model.pt is not a model file of this trainer")
+        if blob["label_names"] != e.label_names or blob.get("dim") != e.meta.get("dim"):
+            raise TrainerError(f"model {model_id}: model.pt disagrees with meta.json")
+        model = build_model(blob.get("spec"), blob.get("dim"), len(blob["label_names"]))
+        try:
+            model.load_state_dict(blob["state_dict"])  # strict: names and shapes must match
+        except (RuntimeError, TypeError, ValueError) as ex:
+            raise TrainerError(
+                f"model {model_id}: weights do not fit the architecture ({ex})"
+            ) from None
         model.eval()
         return model, e
 
     # ---------------------------------------------------------------- promotion
     def promoted(self) -> ModelEntry | None:
         p = self.root / "PROMOTED"
-        return self.get(p.read_text().strip()) if p.exists() else None
+        return self.get(p.read_text().strip()) if p.exists() else None  # id checked by get
 
     def history(self) -> list[dict]:
         p = self.root / "history.jsonl"

@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from sampler import LabelReservoirs, balance_ratio
 from snapshot_format import (
     SnapshotFormatError,
     SnapshotManifest,
     arrow_schema,
+    content_version,
     data_path,
     install_version,
     latest_version,
@@ -141,8 +141,7 @@ def build_snapshot(
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     offsets = {str(s.partition): s.next_offset for s in shards}
-    digest = hashlib.sha256(data + orjson.dumps(offsets, option=orjson.OPT_SORT_KEYS))
-    version = digest.hexdigest()[:16]
+    version = content_version(data, offsets)
     store.mkdir(parents=True, exist_ok=True)
     try:
         parent = latest_version(store)

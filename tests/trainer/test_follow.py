@@ -83,5 +83,20 @@ def test_min_new_events_and_failed_training(tmp_path: Path) -> None:
     promoted = reg.promoted().id
     (store / v1 / "data.parquet").write_bytes(b"garbage")
     assert f.handle(v1, "drift") is None  # fails: logged, promoted model untouched
-    assert f.state.failures and "unreadable" in f.state.failures[0]
+    assert f.state.failures and "does not match its version hash" in f.state.failures[0]
     assert reg.promoted().id == promoted and len(reg.list()) == 1
+
+
+def test_a_version_from_the_topic_never_leaves_the_store(tmp_path: Path) -> None:
+    """Versions come from a topic anyone may write: ``<version>/../..`` is refused, an
+    outside snapshot is never trained on."""
+    outside = tmp_path / "outside"
+    v, _ = make_snapshot(tmp_path / "o", 1_000, 3, seed=2, store=outside)
+    store = tmp_path / "store"
+    store.mkdir()
+    reg = ModelRegistry(tmp_path / "reg")
+    f = Follower(store, reg, CFG)
+    for bad in (f"../outside/{v}", f"{v}/../../outside/{v}", "0123456789abcdef/.."):
+        assert f.handle(bad, "snapshot") is None
+    assert len(f.state.failures) == 3 and reg.list() == []
+    assert all("snapshot version" in x for x in f.state.failures)

@@ -11,6 +11,7 @@ import pytest
 from trainer.data import load_snapshot
 from trainer.errors import TrainerError
 from trainer.metrics import evaluate_predictions
+from trainer.model import register_from_reference
 from trainer.pipeline import train_and_register
 from trainer.registry import ModelRegistry
 from trainer.train import TrainConfig, predict_proba, train
@@ -68,8 +69,18 @@ def test_corrupt_or_missing_snapshot_leaves_registry_unchanged(learnable, tmp_pa
     with pytest.raises(TrainerError, match="no manifest"):
         train_and_register(store, reg, TrainConfig(**FAST), "0000deadbeef0000", progress=False)
     data = store / version / "data.parquet"
-    data.write_bytes(data.read_bytes()[:200])
-    with pytest.raises(TrainerError, match="data.parquet is unreadable"):
+    original = data.read_bytes()
+    data.write_bytes(original[:200])
+    with pytest.raises(TrainerError, match="does not match its version hash"):
+        train_and_register(store, reg, TrainConfig(**FAST), version, progress=False)
+    # a well-formed file with flipped labels is caught too: the content hash is checked
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(pa.BufferReader(original))
+    flipped = t.set_column(0, "label", pa.array(t.column("label").to_pylist()[::-1]))
+    pq.write_table(flipped, data, compression="zstd")
+    with pytest.raises(TrainerError, match="does not match its version hash"):
         train_and_register(store, reg, TrainConfig(**FAST), version, progress=False)
     assert ([e.id for e in reg.list()], reg.promoted().id) == before
     assert not list((reg.root / "models").glob(".tmp-*"))
@@ -96,17 +107,24 @@ def test_prior_weighting_recovers_the_true_class_prior(tmp_path: Path) -> None:
 def test_user_model_factory_and_bad_specs(learnable) -> None:
     store, version = learnable
     data = load_snapshot(store, version)
-    res = train(
-        data, TrainConfig(**{**FAST, "model": "tests.trainer.factories:tiny"}), progress=False
-    )
+    # a file never names code: an unregistered reference is refused, not imported
+    with pytest.raises(TrainerError, match="is not registered"):
+        train(data, TrainConfig(**{**FAST, "model": "tests.trainer.factories:tiny"}),
+              progress=False)  # fmt: skip
+    # the operator registers it (what `trainer train --model pkg.module:factory` does)
+    name = register_from_reference("tests.trainer.factories:tiny")
+    res = train(data, TrainConfig(**{**FAST, "model": name}), progress=False)
     assert res.report.macro_f1 > 0.8
     for spec, match in (
-        ("nope", "expected 'mlp' or 'module:factory'"),
+        ("nope", "expected 'mlp' or module:factory"),
         ("tests.trainer.factories:missing", "cannot load"),
-        ("tests.trainer.factories:not_a_module", "not a torch Module"),
     ):
         with pytest.raises(TrainerError, match=match):
-            train(data, TrainConfig(**{**FAST, "model": spec}), progress=False)
+            register_from_reference(spec)
+    register_from_reference("tests.trainer.factories:not_a_module")
+    with pytest.raises(TrainerError, match="not a torch Module"):
+        spec = "tests.trainer.factories:not_a_module"
+        train(data, TrainConfig(**{**FAST, "model": spec}), progress=False)
     with pytest.raises(TrainerError, match="weighting"):
         TrainConfig(weighting="inverse")
 
@@ -168,3 +186,29 @@ def test_cli_train_predict_and_bad_input(learnable, tmp_path: Path) -> None:
         [*run, "registry", "rollback", "--registry", str(reg)], capture_output=True, text=True
     )
     assert r.returncode == 2 and "nothing to roll back to" in r.stderr
+
+
+def test_a_crafted_model_file_cannot_run_code(tmp_path: Path, learnable) -> None:
+    """A model.pt naming ``module:factory`` (e.g. ``os:system``) is refused on load and
+    nothing is imported or called; ids read from files must be model ids."""
+    import torch
+
+    from trainer.pipeline import train_and_register
+    from trainer.registry import ModelRegistry
+
+    store, version = learnable
+    reg = ModelRegistry(tmp_path / "reg")
+    out = train_and_register(store, reg, TrainConfig(**FAST), version, progress=False)
+    mid = out.entry.id
+    path = reg.get(mid).path / "model.pt"
+    blob = torch.load(path, weights_only=True)
+    for spec in ("os:system", "builtins:eval", "tests.trainer.factories:tiny_side_effect"):
+        torch.save({**blob, "spec": spec}, path)
+        with pytest.raises(TrainerError, match="is not registered"):
+            reg.load_model(mid)
+    torch.save({**blob, "dim": 10**9}, path)
+    with pytest.raises(TrainerError, match="disagrees with meta.json"):
+        reg.load_model(mid)
+    (tmp_path / "reg" / "PROMOTED").write_text("../../etc")
+    with pytest.raises(TrainerError, match="not a model id"):
+        reg.promoted()
