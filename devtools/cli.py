@@ -21,6 +21,10 @@ def cmd_broker(a: argparse.Namespace) -> int:
     from devtools.broker import EmbeddedBroker
 
     s = settings_of(a)
+    # SIGINT/SIGTERM are blocked, then waited for: without the block, SIGTERM's default
+    # action would end the process at once and orphan the broker (and a stale .run/broker)
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     with EmbeddedBroker(port=a.port) as b:
         b.create_topics(
             {s.events_topic: s.partitions, s.dlq_topic: 1, s.snapshots_topic: 1, s.drift_topic: 1}
@@ -29,7 +33,8 @@ def cmd_broker(a: argparse.Namespace) -> int:
         (RUN_DIR / "broker").write_text(b.bootstrap)
         print(f"embedded broker listening on {b.url} (Ctrl-C to stop)", flush=True)
         try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            got = signal.sigwait(stop)
+            print(f"{signal.Signals(got).name}: stopping the broker", flush=True)
         finally:
             (RUN_DIR / "broker").unlink(missing_ok=True)
     return 0

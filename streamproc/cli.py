@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
-from stratastream.errors import StratastreamError
+from stratastream.errors import ConfigError, StratastreamError
 from streamproc.settings import Settings, add_flags, flag_values
 
 RUN_DIR = Path(".run")
@@ -37,14 +38,45 @@ def bootstrap_of(s: Settings) -> str:
     )
 
 
+def _usable_dir(path: Path, name: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"{name}: {path} is not a writable directory ({e.strerror or e}); "
+            f"pass --{name.replace('_', '-')} or set STRATA_{name.upper()}"
+        ) from None
+
+
+def preflight(s: Settings, host: str, port: int) -> None:
+    """What a worker needs before it starts, checked with one clear error each: writable
+    state and snapshot directories, a free web port."""
+    _usable_dir(s.state_dir, "state_dir")
+    _usable_dir(s.snapshot_dir, "snapshot_dir")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ConfigError(
+                f"web port: {host}:{port} is not free ({e.strerror or e}); pass --web-port "
+                "or set STRATA_WEB_PORT"
+            ) from None
+
+
 def cmd_worker(a: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from streamproc.worker.app import create_app
-    from streamproc.worker.topics import create_topics
+    from streamproc.worker.topics import create_topics, wait_for_broker
 
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
+    preflight(s, s.web_bind, a.web_port)
+    wait_for_broker(bootstrap, timeout=15.0)  # BrokerError names the address
     create_topics(
         bootstrap,
         {

@@ -1,0 +1,77 @@
+"""A worker that cannot start says why in one line and exits non-zero (no traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, module: str = "streamproc.cli", **env: str):
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )  # fmt: skip
+    return proc.returncode, proc.stderr.strip().splitlines()
+
+
+def _worker(tmp_path: Path, *extra: str, **env: str):
+    args = ["worker", "--state-dir", str(tmp_path / "state"),
+            "--snapshot-dir", str(tmp_path / "snaps"), *extra]  # fmt: skip
+    return _run(args, tmp_path, **env)
+
+
+def test_unreachable_broker(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    rc, err = _worker(tmp_path, "--broker", f"kafka://127.0.0.1:{port}", "--web-port", "0")
+    assert rc == 2 and err[-1].startswith("error: broker at 127.0.0.1:") and "Traceback" not in err
+
+
+def test_unusable_state_dir(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file, not a directory")
+    rc, err = _worker(tmp_path, "--broker", "kafka://127.0.0.1:9")
+    assert rc == 2 and err == [err[-1]] and err[-1].startswith("error: state_dir:")
+
+
+def test_busy_web_port(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, err = _worker(tmp_path, "--broker", "kafka://127.0.0.1:9", "--web-port", str(port))
+    assert rc == 2 and err[-1].startswith(f"error: web port: 127.0.0.1:{port} is not free")
+
+
+@pytest.mark.parametrize(
+    "env,needle",
+    [({"STRATA_MAX_FUTURE_S": "nan"}, "max_future_s"),
+     ({"STRATA_HITL_AGREEMENT_BAR": "7"}, "hitl_agreement_bar")],
+)  # fmt: skip
+def test_bad_settings(tmp_path: Path, env: dict, needle: str) -> None:
+    rc, err = _worker(tmp_path, "--broker", "kafka://127.0.0.1:9", **env)
+    assert rc == 2 and err == [err[-1]] and err[-1].startswith(f"error: {needle}:")
+
+
+def test_malformed_snapshot_and_registry_entries(tmp_path: Path) -> None:
+    store = tmp_path / "snaps"
+    (store / "0123456789abcdef").mkdir(parents=True)
+    (store / "0123456789abcdef" / "manifest.json").write_text("{not json")
+    (store / "LATEST").write_text("0123456789abcdef")
+    rc, err = _run(["snapshot", "show", "--snapshot-dir", str(store)], tmp_path)
+    assert rc == 2 and err[-1].startswith("error: snapshot 0123456789abcdef: manifest.json")
+    reg = tmp_path / "reg" / "models" / "m0001-01234567"
+    reg.mkdir(parents=True)
+    (reg / "meta.json").write_text(json.dumps([1, 2]))
+    rc, err = _run(["registry", "show", "m0001-01234567", "--registry", str(tmp_path / "reg")],
+                   tmp_path, module="trainer.cli")  # fmt: skip
+    assert rc == 2 and err[-1] == "error: model m0001-01234567: meta.json is not a model entry"
