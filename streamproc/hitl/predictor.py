@@ -34,6 +34,11 @@ class Predictor:
         dim = self._entry.meta["dim"]
         if len(features) != dim:
             raise HttpError(400, f"features: expected {dim} numbers, got {len(features)}")
-        p = predict_proba(self._model, np.asarray([features], dtype=np.float32))[0]
+        x = np.asarray([features], dtype=np.float64)
+        if not np.isfinite(x).all() or (np.abs(x) > 3.0e38).any():
+            raise HttpError(400, "features: all numbers must be finite float32 values")
+        p = predict_proba(self._model, x.astype(np.float32))[0]
+        if not np.isfinite(p).all():  # e.g. overflow inside the model: no answer, not null
+            raise HttpError(422, "features: the model gives no finite probabilities for them")
         top = int(p.argmax())
         return self._entry.label_names[top], float(p[top]), cur.id

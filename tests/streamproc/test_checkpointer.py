@@ -4,6 +4,7 @@ client), and the worker loop's revoke path without a broker."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -250,3 +251,84 @@ def test_snapshot_is_skipped_when_partitions_cannot_be_checkpointed(
     version = loop.snapshot_now()
     assert version is not None and (tmp_path / "snaps" / "LATEST").read_text() == version
     loop.partitions.close_all()
+
+
+class _Msg:
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self._p, self._o, self._v = partition, offset, value
+
+    def error(self):
+        return None
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def value(self) -> bytes:
+        return self._v
+
+    def timestamp(self):
+        return (1, int(time.time() * 1000))
+
+
+class StreamingConsumer(FakeConsumer):
+    """A consumer that owns partition 0 and hands out a fixed list of messages."""
+
+    def __init__(self, journal: list, msgs: list) -> None:
+        super().__init__(journal)
+        self.msgs = msgs
+        self.served = 0
+
+    def subscribe(self, topics, on_assign, on_revoke, on_lost) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.on_revoke = on_revoke
+        on_assign(self, [TopicPartition(topics[0], 0)])
+
+    def consume(self, n: int, timeout: float) -> list:
+        out = self.msgs[self.served : self.served + n]
+        self.served += len(out)
+        if not out:
+            time.sleep(timeout)  # what librdkafka does: wait up to the timeout
+        return out
+
+    def get_watermark_offsets(self, tp, cached: bool):
+        return 0, len(self.msgs)
+
+    def close(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.on_revoke(self, [TopicPartition("events", 0)])
+
+
+def test_requested_snapshots_coalesce_and_ingestion_goes_on(tmp_path: Path) -> None:
+    """The worker loop in-process (fake client): a storm of snapshot requests makes at
+    most one snapshot per snapshot_min_interval_s, and every event is still processed."""
+    import threading
+
+    journal: list = []
+    n = 20_000
+    msgs = [_Msg(0, i, v) for i, (_, v, _) in enumerate(_events(0, n))]
+    settings = Settings(state_dir=tmp_path / "state", snapshot_dir=tmp_path / "snaps",
+                        drift_enabled=False, partitions=1, snapshot_min_interval_s=0.5,
+                        snapshot_every_s=3600)  # fmt: skip
+    loop = IngestLoop(
+        settings, "fake:9092", batch_size=500,
+        consumer_factory=lambda: StreamingConsumer(journal, msgs),
+        producer_factory=lambda: FakeProducer(journal), warm=False,
+    )  # fmt: skip
+    t = threading.Thread(target=loop.run)
+    t.start()
+    start = time.monotonic()
+    requests = 0
+    while loop.stats.consumed < n and time.monotonic() - start < 60:
+        loop.snapshot_requested.set()  # as fast as an HTTP client could ask
+        requests += 1
+    elapsed = time.monotonic() - start
+    loop.stop_event.set()
+    t.join(30)
+    assert loop.stats.consumed == n  # ingestion went on
+    snapshots = len(loop.publisher.stats.snapshots)
+    assert requests > 1_000 and 1 <= snapshots <= elapsed / 0.5 + 2

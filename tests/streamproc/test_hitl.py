@@ -89,6 +89,7 @@ def test_bad_requests_get_clear_4xx_and_write_nothing(hitl_worker, deployment) -
         ("/predict", {"feature": [1, 2, 3, 4]}, TOKEN, 400, "unknown field `feature`"),
         ("/predict", {}, TOKEN, 400, "missing required field `features`"),
         ("/predict", {"features": [1, 2]}, TOKEN, 400, "features: expected 4 numbers"),
+        ("/predict", {"features": [1e300, 1, 2, 3]}, TOKEN, 400, "finite float32"),
         ("/predict", {"features": ["a", 2, 3, 4]}, TOKEN, 400, "`$.features[0]`"),
         (
             "/feedback",

@@ -225,3 +225,49 @@ def test_poison_messages_never_stop_a_real_worker(deployment) -> None:
     reasons = sorted(dict(x.headers())["reason"].decode().split(":")[0] for x in dlq)
     assert reasons == sorted(["decode", "frame", "value"] * deployment.partitions)
     assert w.proc.poll() is None  # alive
+
+
+def test_damaged_store_entries_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """A corrupt manifest, a manifest naming another directory, a corrupt LATEST: the next
+    snapshot is built anyway, and retention removes only what it may."""
+    from snapshot_format import list_manifests
+    from streamproc.snapshot.build import build_snapshot
+    from streamproc.snapshot.shards import export_shard, write_shard
+
+    store, shards = tmp_path / "snaps", tmp_path / "shards"
+    cfg = SamplerConfig(QuotaPolicy(min_capacity=1, max_capacity=5, global_cap=100, max_labels=4))
+    proc = PartitionProcessor("events", 0, RocksPartitionStore(tmp_path / "s"), cfg, Limits())
+    proc.process([(i, _event(i), NOW) for i in range(10)])
+    proc.checkpoint()
+    write_shard(shards, export_shard(0, proc.next_offset, proc.counters, proc.reservoirs,
+                                     proc.store))  # fmt: skip
+    m1 = build_snapshot(shards, store, retention=1)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    bad = store / "fedcba9876543210"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{broken")
+    liar = store / "0000000000000000"
+    liar.mkdir()
+    (liar / "manifest.json").write_bytes(
+        read_manifest(store, m1.version).to_json().replace(m1.version.encode(), b"../victim")
+    )
+    (store / "LATEST").write_text("../../etc")
+    proc.process([(10, _event(10), NOW)])
+    proc.checkpoint()
+    write_shard(shards, export_shard(0, proc.next_offset, proc.counters, proc.reservoirs,
+                                     proc.store))  # fmt: skip
+    m2 = build_snapshot(shards, store, retention=1)
+    assert m2 is not None and m2.parent is None  # the damaged LATEST had no valid parent
+    assert [m.version for m in list_manifests(store)] == [m2.version]
+    assert victim.exists() and bad.exists()  # nothing outside, nothing unreadable deleted
+    proc.store.close()
+
+
+def test_client_supplied_metric_labels_are_bounded() -> None:
+    from streamproc.ops.metrics import WorkerMetrics
+
+    m = WorkerMetrics(max_labels=3)
+    got = [m.bounded(f"label-{i}") for i in range(10)] + [m.bounded("x" * 500)]
+    assert got[:3] == ["label-0", "label-1", "label-2"]
+    assert set(got[3:]) == {"__other__"} and m.bounded("label-1") == "label-1"
