@@ -1,17 +1,22 @@
 """Deterministic per-event random draws.
 
-The draw of an event is a pure function of ``(event key, label, seed)``: replaying an
-event reproduces its priority exactly, on any machine. ``splitmix64``'s finaliser is
-the mixing function (a bijection of 64-bit integers with full avalanche).
+The draw of an event is a pure function of ``(event key, label name, seed)``: replaying
+an event reproduces its priority exactly, on any machine, and the label's *name* (a
+BLAKE2b-64 hash of its UTF-8 bytes, :func:`name_salt`) salts it -- never the order in
+which a reservoir first saw the label -- so the sample of a set of events does not depend
+on partitioning, batching, registration order or restart points. ``splitmix64``'s
+finaliser is the mixing function (a bijection of 64-bit integers with full avalanche).
 
 >>> from sampler.hashing import draw_uniform_py
->>> draw_uniform_py(42, 3, 7) == draw_uniform_py(42, 3, 7)
+>>> draw_uniform_py(42, "login_error", 7) == draw_uniform_py(42, "login_error", 7)
 True
->>> 0.0 < draw_uniform_py(42, 3, 7) < 1.0
+>>> 0.0 < draw_uniform_py(42, "é", 7) < 1.0
 True
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 from numba import njit
@@ -35,10 +40,10 @@ def mix64(z):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True, inline="always")
-def label_salt(label, seed):
-    """Per-(label, seed) salt; computed once per label, not per event."""
-    return mix64(np.uint64(seed) ^ (np.uint64(label + 1) * _GOLDEN))
+def name_salt(name: str, seed: int) -> int:
+    """Per-(label name, seed) salt; computed once per label, not per event."""
+    h = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+    return mix64_py((seed & MASK64) ^ h)
 
 
 @njit(cache=True, inline="always")
@@ -58,12 +63,8 @@ def mix64_py(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def label_salt_py(label: int, seed: int) -> int:
-    return mix64_py((seed & MASK64) ^ (((label + 1) * 0x9E3779B97F4A7C15) & MASK64))
-
-
-def draw_uniform_py(event_key: int, label: int, seed: int) -> float:
-    h = mix64_py((event_key + label_salt_py(label, seed)) & MASK64)
+def draw_uniform_py(event_key: int, label: str, seed: int) -> float:
+    h = mix64_py((event_key + name_salt(label, seed)) & MASK64)
     return ((h >> 11) + 0.5) * 2.0**-53
 
 

@@ -28,8 +28,7 @@ def merge_reservoirs(a: LabelReservoirs, b: LabelReservoirs) -> LabelReservoirs:
     L = a.policy.max_labels
     for lid, name in enumerate(a.names):
         if name is not None:
-            out.names[lid] = name
-            out._ids[name] = lid
+            out._set_name(lid, name)
     remap = np.zeros(L, dtype=np.int32)
     for lid, name in enumerate(b.names):
         if name is not None:
@@ -76,6 +75,5 @@ def _slot(out: LabelReservoirs, name: str) -> int:
                 "in the union"
             )
         return _slot(out, overflow)
-    out.names[free[0]] = name
-    out._ids[name] = free[0]
+    out._set_name(free[0], name)
     return free[0]

@@ -51,7 +51,7 @@ class ReferenceReservoirs:
             del its[k]
 
     def priority(self, key: int, label: int, t: float, w: float = 1.0) -> tuple[float, float]:
-        u = draw_uniform_py(key, label, self.seed)
+        u = draw_uniform_py(key, str(label), self.seed)  # ids are named str(id)
         if self.mode == "uniform":
             return u, 0.0
         b = self.lam * (t - self.t0) + (math.log(w) if w != 1.0 else 0.0)

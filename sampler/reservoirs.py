@@ -39,7 +39,7 @@ import numpy as np
 
 from . import kernels as K
 from .errors import ConfigError, InputError, LabelOverflowError
-from .hashing import label_salt
+from .hashing import name_salt
 from .merge import merge_reservoirs
 from .quota import QuotaPolicy
 from .serialization import dump, load
@@ -118,7 +118,7 @@ class LabelReservoirs:
         self._tau = np.full(L, 0.0 if mode == "uniform" else -np.inf)
         self._seen = np.zeros(L, dtype=np.int64)
         self._seen_w = np.zeros(L, dtype=np.float64)
-        self._salt = np.array([label_salt(l, seed) for l in range(L)], dtype=np.uint64)
+        self._salt = np.zeros(L, dtype=np.uint64)  # per label id, from its name (_set_name)
         self._off = np.zeros(L, dtype=np.int64)
         self._thr = np.full(L, -np.inf)
         self._xcut = np.full(L, np.inf)  # decayed-mode rejection cache (see kernels)
@@ -182,9 +182,14 @@ class LabelReservoirs:
             return self._register(self.policy.overflow_label)
         return self._activate(free[0], name)
 
-    def _activate(self, lid: int, name: str) -> int:
+    def _set_name(self, lid: int, name: str) -> None:
+        """Label id ``lid`` is ``name``; its draws are salted by the name, not the id."""
         self.names[lid] = name
         self._ids[name] = lid
+        self._salt[lid] = np.uint64(name_salt(name, self.seed))
+
+    def _activate(self, lid: int, name: str) -> int:
+        self._set_name(lid, name)
         self._relayout(self._allocation())
         return lid
 
@@ -198,8 +203,7 @@ class LabelReservoirs:
                     f"labels: id {lid} would be named {name!r}, already label id "
                     f"{self._ids[name]}; use encode() for named labels"
                 )
-            self.names[lid] = name
-            self._ids[name] = lid
+            self._set_name(lid, name)
         self._relayout(self._allocation())
 
     def _allocation(self) -> np.ndarray:

@@ -15,6 +15,7 @@ Items are written in canonical order, so equal states give equal bytes.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from typing import TYPE_CHECKING
@@ -22,13 +23,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import StateError
+from .hashing import draw_uniform_py
 from .quota import QuotaPolicy
 
 if TYPE_CHECKING:
     from .reservoirs import LabelReservoirs
 
 MAGIC = b"STRATA-LRES\0\0\0\0\0"
-VERSION = 1
+# 2: draws salted by label name. 1: salted by label id (registration order); read and
+# migrated (see _redraw), written no more.
+VERSION = 2
+READABLE = (1, 2)
 _HEAD = struct.Struct("<16sHI")
 
 
@@ -72,10 +77,10 @@ def load(data: bytes, cls: type[LabelReservoirs]) -> LabelReservoirs:
     if len(data) < _HEAD.size + 4 or data[:16] != MAGIC:
         raise StateError("LabelReservoirs.from_bytes: not a LabelReservoirs state (bad magic)")
     _, version, mlen = _HEAD.unpack_from(data, 0)
-    if version != VERSION:
+    if version not in READABLE:
         raise StateError(
             f"LabelReservoirs.from_bytes: unsupported version {version} "
-            f"(this build reads {VERSION})"
+            f"(this build reads {list(READABLE)})"
         )
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != crc:
@@ -121,12 +126,39 @@ def load(data: bytes, cls: type[LabelReservoirs]) -> LabelReservoirs:
         raise StateError(f"LabelReservoirs.from_bytes: malformed state ({e})") from None
     for lid, name in enumerate(names):
         if name is not None:
-            r.names[lid] = name
-            r._ids[name] = lid
+            if not isinstance(name, str):
+                raise StateError(f"LabelReservoirs.from_bytes: label name {name!r} is not text")
+            r._set_name(lid, name)
     r.boosted = set(meta["boosted"])
     if n and (lab.min() < 0 or lab.max() >= L or any(r.names[i] is None for i in np.unique(lab))):
         raise StateError("LabelReservoirs.from_bytes: item labels outside the registered labels")
+    if version == 1:
+        prio = _redraw(r, lab, key, base)
     r._install_items(lab, key, prio, base, ts)
     if not np.array_equal(r._fill, fill):
         raise StateError("LabelReservoirs.from_bytes: per-label fill does not match the items")
     return r
+
+
+def _redraw(r: LabelReservoirs, lab, key, base) -> np.ndarray:
+    """Priorities of a version-1 state's items under name salts.
+
+    The retained items of a label are those whose old draws exceeded its threshold
+    ``tau`` (the largest priority rejected so far). Their new draws are taken
+    *conditionally* on exceeding ``tau`` (uniform: ``tau + (1 - tau) u``; decayed: the
+    Gumbel tail above ``tau``), so the state continues as a correct sample of the stream
+    with the new salts. It is a valid sample, not the identical one a fresh run under the
+    new salts would keep (the events it did not retain are gone).
+    """
+    out = np.empty(lab.shape[0])
+    for i, (l, k, b) in enumerate(zip(lab.tolist(), key.tolist(), base.tolist(), strict=True)):
+        u = draw_uniform_py(int(k), r.names[l], r.seed)
+        tau = float(r._tau[l])
+        if r.mode == "uniform":
+            out[i] = tau + (1.0 - tau) * u
+        else:
+            if tau > -math.inf:
+                cut = math.exp(-math.exp(-(tau - b)))
+                u = cut + (1.0 - cut) * u
+            out[i] = b - math.log(-math.log(u)) if u < 1.0 else b + 40.0
+    return out

@@ -57,6 +57,20 @@ def _merge(shards: list[Shard]) -> tuple[LabelReservoirs, dict[str, int], list[l
     return merged, counters, names
 
 
+def _by_label_name(merged: LabelReservoirs):
+    """The retained items ordered by label *name* (then priority, as within a label), so
+    a snapshot's rows do not depend on the order in which labels were registered."""
+    it = merged.items()
+    rank = np.zeros(len(merged.names), np.int64)
+    for r, (_, lid) in enumerate(sorted((n, i) for i, n in enumerate(merged.names) if n)):
+        rank[lid] = r
+    order = np.argsort(rank[it.labels], kind="stable")
+    return type(it)(
+        it.labels[order], it.keys[order], it.timestamps[order], it.priorities[order],
+        it.inclusion[order],
+    )  # fmt: skip
+
+
 def _gather(shards: list[Shard], shard_names: list[list], merged: LabelReservoirs, labels, keys):
     """The records of the items (merged label ids, keys), found in the shards."""
     ids = {name: i for i, name in enumerate(merged.names) if name is not None}
@@ -111,7 +125,7 @@ def build_snapshot(
     if partitions is not None and {s.partition for s in shards} != set(range(partitions)):
         return None
     merged, counters, shard_names = _merge(shards)
-    it = merged.items()
+    it = _by_label_name(merged)
     cols = record_arrays(_gather(shards, shard_names, merged, it.labels, it.keys))
     keep = np.ones(it.labels.shape[0], dtype=bool)
     if exclude_ids and len(cols["id"]):  # held for relabelling: out until resolved

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sampler import LabelReservoirs, QuotaPolicy
-from sampler.hashing import draw_uniform, draw_uniform_py, label_salt
+from sampler.hashing import draw_uniform, draw_uniform_py, name_salt
 
 from .conftest import zipf_stream
 
@@ -31,9 +31,10 @@ def test_hash_twin_matches_numba() -> None:
         rng.integers(0, 2**63, 200),
         strict=True,
     ):
-        salt = label_salt(int(label), int(seed))
+        name = f"label-{label}-é"
+        salt = name_salt(name, int(seed))
         assert draw_uniform(np.uint64(key), np.uint64(salt)) == draw_uniform_py(
-            int(key), int(label), int(seed)
+            int(key), name, int(seed)
         )
 
 
