@@ -8,7 +8,11 @@
 * :func:`psi` — Population Stability Index on quantile bins of the reference.
 * :func:`js_divergence`, :func:`chi2_homogeneity` — for categorical (label) counts.
 
-Too little data gives ``insufficient=True``, never a silent "no drift".
+Too little data gives ``insufficient=True``, never a silent "no drift". Non-finite
+values (NaN, ±inf) have no place in a distribution distance: every statistic raises
+:class:`~stratastream.errors.InputError` naming the sample and the count (the merge walks
+would otherwise never advance past a NaN). A constant reference column is binned by PSI
+as below / at / above the constant, so a shift away from it is seen.
 
 >>> import numpy as np
 >>> r = ks_2samp(np.arange(10.0), np.arange(5.0, 15.0))
@@ -25,9 +29,22 @@ import numpy as np
 from numba import njit
 from scipy import stats as sps
 
+from stratastream.errors import InputError
+
 EXACT_MAX_CELLS = 1_000_000
 EXACT_MAX_N = 10_000
 MIN_SAMPLES = 8
+
+
+def _finite(x, name: str, sample: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    bad = int((~np.isfinite(x)).sum())
+    if bad:
+        raise InputError(
+            f"{name}: {sample} has {bad} non-finite value(s) (NaN or inf); drop or impute "
+            "them before comparing distributions"
+        )
+    return x
 
 
 @dataclass(frozen=True)
@@ -120,8 +137,8 @@ def ks_2samp(
     a: np.ndarray, b: np.ndarray, presorted: bool = False, min_samples: int = MIN_SAMPLES
 ) -> TestResult:
     """Two-sided two-sample KS test."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = _finite(a, "ks_2samp", "a")
+    b = _finite(b, "ks_2samp", "b")
     n1, n2 = a.shape[0], b.shape[0]
     if min(n1, n2) < min_samples:
         return TestResult(math.nan, math.nan, "none", True, n1, n2)
@@ -143,8 +160,17 @@ def ks_2samp(
 
 
 def wasserstein_1(a: np.ndarray, b: np.ndarray, presorted: bool = False) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    """Wasserstein-1 distance; :class:`InputError` on NaN or inf (never a hang).
+
+    >>> wasserstein_1(np.array([0.0, 1.0]), np.array([1.0, 2.0]))
+    1.0
+    >>> wasserstein_1(np.array([0.0, np.nan]), np.array([1.0]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stratastream.errors.InputError: wasserstein_1: a has 1 non-finite value(s) (NaN or inf); ...
+    """
+    a = _finite(a, "wasserstein_1", "a")
+    b = _finite(b, "wasserstein_1", "b")
     if a.shape[0] == 0 or b.shape[0] == 0:
         return math.nan
     if not presorted:
@@ -153,14 +179,27 @@ def wasserstein_1(a: np.ndarray, b: np.ndarray, presorted: bool = False) -> floa
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
-    """Population Stability Index over (at most) ``bins`` quantile bins of the reference."""
-    reference = np.asarray(reference, dtype=np.float64)
-    current = np.asarray(current, dtype=np.float64)
+    """Population Stability Index over (at most) ``bins`` quantile bins of the reference.
+
+    A constant reference (all values ``v``) uses three bins: below, at and above ``v``.
+
+    >>> round(psi(np.zeros(100), np.ones(100)), 2)
+    18.42
+    >>> psi(np.zeros(100), np.zeros(50))
+    0.0
+    """
+    reference = _finite(reference, "psi", "reference")
+    current = _finite(current, "psi", "current")
     if reference.shape[0] == 0 or current.shape[0] == 0:
         return math.nan
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    r = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1)
-    c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.size + 1)
+    if reference.min() == reference.max():
+        v = reference[0]
+        r = np.array([0, reference.shape[0], 0])
+        c = np.array([(current < v).sum(), (current == v).sum(), (current > v).sum()])
+    else:
+        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+        r = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=edges.size + 1)
+        c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=edges.size + 1)
     rp = np.maximum(r / r.sum(), eps)
     cp = np.maximum(c / c.sum(), eps)
     return float(np.sum((cp - rp) * np.log(cp / rp)))

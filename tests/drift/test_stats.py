@@ -88,3 +88,24 @@ def test_psi_reference_values() -> None:
     ref = rng.normal(size=20_000)
     assert psi(ref, rng.normal(size=20_000)) < 0.01  # same distribution
     assert psi(ref, rng.normal(1.0, 1.0, size=20_000)) > 0.25  # the usual "major shift" bar
+
+
+def test_non_finite_values_are_a_clear_error_never_a_hang() -> None:
+    """NaN made the numba merge walks loop forever; every statistic now refuses it."""
+    from stratastream.errors import InputError
+
+    good = np.arange(20.0)
+    for bad in (np.array([1.0, np.nan] * 10), np.array([1.0, np.inf] * 10),
+                np.array([-np.inf] * 20)):  # fmt: skip
+        for fn in (ks_2samp, wasserstein_1, psi):
+            with pytest.raises(InputError, match="non-finite"):
+                fn(good, bad)
+            with pytest.raises(InputError, match="non-finite"):
+                fn(bad, good)
+
+
+def test_psi_sees_a_shift_away_from_a_constant_reference() -> None:
+    ref = np.full(200, 3.0)
+    assert psi(ref, np.full(100, 3.0)) == 0.0
+    assert psi(ref, np.full(100, 4.0)) > 1.0 and psi(ref, np.full(100, 2.0)) > 1.0
+    assert ks_2samp(ref, np.full(100, 4.0)).statistic == 1.0  # both agree: a change
