@@ -8,12 +8,10 @@ Settings come from the same flags, ``STRATA_*`` variables and TOML file as the w
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
-from stratastream.errors import StratastreamError
-from streamproc.cli import RUN_DIR, bootstrap_of, settings_of
+from streamproc.cli import RUN_DIR, bootstrap_of, run, settings_of
 from streamproc.settings import add_flags
 
 
@@ -113,15 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        return args.fn(args)
-    except StratastreamError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":
