@@ -37,6 +37,14 @@ class DriftConfig:
     mix_alpha: float = 0.01
     actions: tuple[str, ...] = ("alert", "boost_quota", "request_snapshot", "retrain")
     seed: int = 0
+    # the window holds events no older than this before the newest one (default: two
+    # half-lives), so a label with few events still has a *recent* window, not its history
+    window_span_s: float | None = None
+    rebase_after_alarm: bool = True  # an alarm's new regime becomes that label's reference
+
+    @property
+    def span_s(self) -> float:
+        return self.window_span_s if self.window_span_s is not None else 2 * self.window_half_life_s
 
     def __post_init__(self) -> None:
         from stratastream.errors import ConfigError
@@ -50,6 +58,8 @@ class DriftConfig:
             raise ConfigError(f"drift actions: unknown {sorted(unknown)}; known: {list(ACTIONS)}")
         if self.min_samples < 8 or self.window_capacity < self.min_samples:
             raise ConfigError("drift min_samples: must be >= 8 and <= window_capacity")
+        if self.window_span_s is not None and not self.window_span_s > 0:
+            raise ConfigError(f"drift window_span_s: must be > 0, got {self.window_span_s}")
 
 
 @dataclass
@@ -126,7 +136,8 @@ class DriftMonitor:
         self.window = LabelReservoirs(
             policy, mode="decayed", half_life=c.window_half_life_s, seed=c.seed
         )
-        self._rows: dict[tuple[int, int], np.ndarray] = {}
+        self._rows: dict[tuple[int, int], tuple[float, np.ndarray]] = {}  # (ts, features)
+        self.rebased: set[str] = set()  # labels whose reference is a post-alarm window
         self._mix = np.zeros(c.max_labels)
         self._mix_t: float | None = None
         self._lam = math.log(2.0) / c.window_half_life_s
@@ -143,6 +154,9 @@ class DriftMonitor:
         labs = np.asarray(labels, dtype=object)
         for name in set(labels):
             ref[name] = np.sort(features[labs == name], axis=0)
+        for name in self.rebased:  # post-alarm references stay until cleared
+            if name in self.reference:
+                ref[name] = self.reference[name]
         self.reference = ref
         self.reference_counts = (
             dict(counts) if counts is not None else {k: float(v.shape[0]) for k, v in ref.items()}
@@ -161,7 +175,7 @@ class DriftMonitor:
             self._rows.pop((l, k), None)
         feats = np.asarray(features, dtype=np.float64)
         for i in out.admitted.tolist():
-            self._rows[(int(ids[i]), int(keys[i]))] = feats[i]
+            self._rows[(int(ids[i]), int(keys[i]))] = (float(ts[i]), feats[i])
         # exponentially decayed label counts of the window, brought to the batch's end time
         t_end = float(ts.max())
         if self._mix_t is not None and t_end > self._mix_t:
@@ -171,9 +185,30 @@ class DriftMonitor:
         np.add.at(self._mix, ids, w)
 
     def window_features(self, label: str) -> np.ndarray:
+        """The label's recent events: retained by the window and no older than
+        ``window_span_s`` before the newest event seen."""
         lid = self.window.label_id(label)
-        rows = [self._rows[(lid, int(k))] for k in self.window.retained_keys(label)]
+        start = (self._mix_t if self._mix_t is not None else math.inf) - self.cfg.span_s
+        rows = [
+            f
+            for t, f in (self._rows[(lid, int(k))] for k in self.window.retained_keys(label))
+            if t >= start
+        ]
         return np.array(rows).reshape(len(rows), len(self.features))
+
+    def rebase(self, label: str) -> None:
+        """The label's current window becomes its reference: after an alarm the new regime
+        is what later checks compare with, so an alarm marks a change instead of repeating
+        on every check. Kept across :meth:`set_reference` until :meth:`clear_rebased`."""
+        cur = self.window_features(label) if label in self.window.labels else None
+        if cur is not None and cur.shape[0] >= self.cfg.min_samples:
+            self.reference[label] = np.sort(cur, axis=0)
+            self.rebased.add(label)
+
+    def clear_rebased(self) -> None:
+        """Forget post-alarm references (e.g. once a model was retrained on a snapshot):
+        the next :meth:`set_reference` sets every label."""
+        self.rebased.clear()
 
     # ------------------------------------------------------------------ check
     def check(self) -> DriftReport:
@@ -190,6 +225,10 @@ class DriftMonitor:
                                 "alert", name, f.feature, "ks_p_adjusted", f.p_adjusted, c.alpha
                             )
                         )
+        if c.rebase_after_alarm:
+            for name, ld in labels.items():
+                if ld.drifted:
+                    self.rebase(name)
         mix = self._check_mix()
         if "alert" in c.actions and mix.drifted:
             actions.append(

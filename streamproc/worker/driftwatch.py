@@ -39,7 +39,7 @@ class DriftWatch:
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None
         self.action_counts: dict[str, int] = {}
-        self._last_action: dict[tuple[str, str | None], float] = {}
+        self._last_action: dict[tuple[str, str | None, str | None], float] = {}
         self.cooldown_s = section.action_cooldown_s
 
     def feed(self, batch) -> None:
@@ -65,13 +65,12 @@ class DriftWatch:
         self._export(report)
         now = time.monotonic()
         for a in report.actions:
-            # alerts go out on every check; other actions at most once per cooldown per
-            # (action, label), so persistent drift does not retrain or snapshot in a loop
-            key = (a.action, a.label)
-            if a.action != "alert":
-                if now - self._last_action.get(key, -math.inf) < self.cooldown_s:
-                    continue
-                self._last_action[key] = now
+            # every action, alerts included, at most once per cooldown per (action, label,
+            # feature): persistent drift neither floods the log nor retrains in a loop
+            key = (a.action, a.label, a.feature)
+            if now - self._last_action.get(key, -math.inf) < self.cooldown_s:
+                continue
+            self._last_action[key] = now
             producer.produce(
                 self.section.topic,
                 orjson.dumps({**a.to_dict(), "at": time.time(), "events_topic": self.events_topic}),

@@ -91,3 +91,34 @@ def test_actions_serialize_to_json() -> None:
     a = DriftAction("alert", "b", "f0", "ks_p_adjusted", np.float64(1e-5), 0.01)
     assert json.loads(json.dumps(a.to_dict()))["value"] == 1e-5
     assert DriftAction("retrain", None, None, "x", float("nan"), 1.0).to_dict()["value"] is None
+
+
+def _rare_label_run(window_span_s):
+    """A label with far fewer events than the window's capacity: 300 events of the old
+    regime over 1,000 s, then 40 shifted by 1.5 sigma in the last 100 s."""
+    rng = np.random.default_rng(11)
+    cfg = DriftConfig(alpha=0.01, min_samples=20, window_capacity=1_000,
+                      window_half_life_s=100.0, window_span_s=window_span_s)  # fmt: skip
+    m = DriftMonitor(["f0"], cfg)
+    m.set_reference(["rare"] * 200, rng.normal(size=(200, 1)))
+    m.update(["rare"] * 300, np.linspace(0, 999, 300), np.arange(300, dtype=np.uint64),
+             rng.normal(size=(300, 1)))  # fmt: skip
+    m.update(["rare"] * 40, np.linspace(1_000, 1_100, 40), np.arange(300, 340, dtype=np.uint64),
+             rng.normal(1.5, 1.0, size=(40, 1)))  # fmt: skip
+    return m, rng
+
+
+def test_a_rare_label_has_a_recent_window_and_its_change_is_found() -> None:
+    whole_history, _ = _rare_label_run(window_span_s=1e9)  # the window as it was
+    assert not whole_history.check().labels["rare"].drifted
+    m, rng = _rare_label_run(window_span_s=None)  # default: two half-lives
+    report = m.check()
+    assert report.labels["rare"].drifted
+    assert report.labels["rare"].n_window < 340  # recent events only
+    # the alarm moved the reference to the new regime: more of it raises no new alarm
+    m.update(["rare"] * 40, np.linspace(1_100, 1_200, 40), np.arange(340, 380, dtype=np.uint64),
+             rng.normal(1.5, 1.0, size=(40, 1)))  # fmt: skip
+    assert not m.check().labels["rare"].drifted
+    assert "rare" in m.rebased
+    m.set_reference(["rare"] * 10, np.zeros((10, 1)))  # a snapshot does not undo it
+    assert m.reference["rare"].shape[0] >= 20
