@@ -66,6 +66,7 @@ class DecodeSection:
     max_event_bytes: int
     max_future_s: float
     max_message_bytes: int
+    max_labels_per_event: int
     pii_key: str = field(repr=False)
     pii_hash_fields: tuple[str, ...]
     pii_text_fields: tuple[str, ...]
@@ -146,6 +147,8 @@ class Settings:
     snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)
     feature_dim: int = 4
     max_event_bytes: int = 65_536
+    # labels one event may carry; an event with more is a dead letter
+    max_labels_per_event: int = 8
     # any message (frames included); larger ones are dead letters. The worker's consumer
     # accepts records up to twice this size (librdkafka receive.message.max.bytes)
     max_message_bytes: int = 64 << 20
@@ -251,6 +254,10 @@ class Settings:
                 f"max_event_bytes: {self.max_event_bytes} exceeds max_message_bytes="
                 f"{self.max_message_bytes}"
             )
+        if not 1 <= self.max_labels_per_event <= 1024:
+            raise ConfigError(
+                f"max_labels_per_event: must be in [1, 1024], got {self.max_labels_per_event}"
+            )
         if not 1 <= self.feature_dim <= 4096:
             raise ConfigError(f"feature_dim: must be in [1, 4096], got {self.feature_dim}")
         for pair in self.hitl_tokens:
@@ -317,7 +324,7 @@ class Settings:
     def decode(self) -> DecodeSection:
         return DecodeSection(
             self.feature_dim, self.max_event_bytes, self.max_future_s, self.max_message_bytes,
-            self.pii_key,
+            self.max_labels_per_event, self.pii_key,
             tuple(self.pii_hash_fields), tuple(self.pii_text_fields), self.pii_hash_ids,
             self.pii_max_text_chars,
         )  # fmt: skip

@@ -20,8 +20,9 @@ from streamproc.state.processor import SamplerConfig
 
 def limits(d: DecodeSection) -> Limits:
     return Limits(
-        d.feature_dim, d.max_event_bytes, d.max_future_s, max_message_bytes=d.max_message_bytes
-    )
+        d.feature_dim, d.max_event_bytes, d.max_future_s, d.max_labels_per_event,
+        max_message_bytes=d.max_message_bytes,
+    )  # fmt: skip
 
 
 def scrubber(d: DecodeSection) -> PiiScrubber | None:

@@ -43,3 +43,22 @@ def test_bad_file_is_named(tmp_path: Path) -> None:
         Settings.load(cfg, env={})
     with pytest.raises(ConfigError, match="config file"):
         Settings.load(tmp_path / "missing.toml", env={})
+
+
+def test_max_labels_per_event_is_a_setting_and_reaches_both_decode_paths() -> None:
+    import orjson
+
+    from streamproc.decode.decoding import decode_batch
+    from streamproc.worker.assembly import limits
+
+    lim = limits(Settings.load(env={"STRATA_MAX_LABELS_PER_EVENT": "3"}).decode)
+    assert lim.max_labels_per_event == 3
+    ok = orjson.dumps({"ts": 1.0, "labels": ["a", "b", "c"], "features": [1, 2, 3, 4]})
+    many = orjson.dumps({"ts": 1.0, "labels": ["a", "b", "c", "d"], "features": [1, 2, 3, 4]})
+    escaped = orjson.dumps({"ts": 1.0, "labels": ["é", "b", "c", "d"], "features": [1, 2, 3, 4]})
+    b = decode_batch("e", 0, [(0, ok, 2.0), (1, many, 2.0), (2, escaped, 2.0)], lim, now=2.0)
+    assert b.offsets.tolist() == [0]
+    assert [r.offset for r in b.rejects] == [1, 2]
+    assert all("label" in r.reason for r in b.rejects)
+    with pytest.raises(ConfigError, match="max_labels_per_event"):
+        Settings.load(env={"STRATA_MAX_LABELS_PER_EVENT": "0"})
