@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from . import bench_drift, bench_e2e, bench_sampler, bench_snapshot, bench_trainer
+from . import (
+    bench_drift,
+    bench_e2e,
+    bench_quality,
+    bench_sampler,
+    bench_snapshot,
+    bench_trainer,
+)
 
 
 def main() -> None:
@@ -10,6 +17,7 @@ def main() -> None:
     bench_drift.main()
     bench_snapshot.main()
     bench_trainer.main()
+    bench_quality.main()
     bench_e2e.main()
 
 

@@ -49,18 +49,30 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
 
 
 def evaluate_predictions(
-    y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, label_names: list[str]
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    probs: np.ndarray,
+    label_names: list[str],
+    weights: np.ndarray | None = None,
 ) -> EvalReport:
     """Metrics of single-label predictions; labels absent from ``y_true`` are left out of
-    the macro averages (their precision still counts false positives in ``per_label``)."""
+    the macro averages (their precision still counts false positives in ``per_label``).
+
+    ``weights`` (e.g. Horvitz-Thompson weights of a sample's rows) turn every count into a
+    weighted count, so the metrics estimate those of the population the sample was drawn
+    from (the stream's natural class mix) rather than of the sample itself. Supports and
+    the confusion matrix stay counts of rows."""
     k = len(label_names)
     cm = confusion_matrix(y_true, y_pred, k)
-    tp = np.diag(cm).astype(float)
+    wcm = cm.astype(float)
+    if weights is not None:
+        wcm = np.bincount(y_true * k + y_pred, weights=weights, minlength=k * k).reshape(k, k)
+    tp = np.diag(wcm)
     support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
+    predicted = wcm.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         prec = np.where(predicted > 0, tp / predicted, 0.0)
-        rec = np.where(support > 0, tp / support, 0.0)
+        rec = np.where(support > 0, tp / wcm.sum(axis=1), 0.0)
         f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
     present = support > 0
     per = {
@@ -76,7 +88,7 @@ def evaluate_predictions(
         macro_precision=float(prec[present].mean()),
         macro_recall=float(rec[present].mean()),
         macro_f1=float(f1[present].mean()),
-        accuracy=float(tp.sum() / max(1, cm.sum())),
+        accuracy=float(tp.sum() / max(1e-300, wcm.sum())) if wcm.sum() else 0.0,
         ece=expected_calibration_error(probs, y_true),
         per_label=per,
         confusion=cm.tolist(),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -98,6 +99,41 @@ def build_model(spec: str, in_dim: int, n_labels: int) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TrainerError(f"model: {spec!r} returned {type(model).__name__}, not a torch Module")
     return model
+
+
+class LogitAdjust(nn.Module):
+    """Post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustment",
+    ICLR 2021): adds ``log pi_target(y) - log pi_train(y)`` to the logits, so a model fit on
+    a balanced sample predicts under the stream's natural class prior.
+
+    >>> m = LogitAdjust(nn.Identity(), torch.tensor([0.0, -1.0]))
+    >>> m(torch.zeros(1, 2)).tolist()
+    [[0.0, -1.0]]
+    """
+
+    def __init__(self, inner: nn.Module, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + self.bias
+
+
+def prior_shift(labels: np.ndarray, train_w: np.ndarray, ht_w: np.ndarray, k: int) -> np.ndarray:
+    """``log pi_natural - log pi_train`` per class: the natural prior is the
+    Horvitz-Thompson estimate (sum of HT weights per class), the training prior what the
+    loss saw (sum of loss weights per class).
+
+    >>> prior_shift(np.array([0, 1]), np.ones(2), np.array([9.0, 1.0]), 2).round(3).tolist()
+    [0.588, -1.609]
+    """
+    eps = 1e-6
+    nat = np.bincount(labels, weights=ht_w, minlength=k)
+    trn = np.bincount(labels, weights=train_w, minlength=k)
+    nat = nat / max(nat.sum(), eps) + eps
+    trn = trn / max(trn.sum(), eps) + eps
+    return (np.log(nat) - np.log(trn)).astype(np.float32)
 
 
 def standardizer_of(model: nn.Module) -> FeatureStandardizer | None:

@@ -50,11 +50,12 @@ def train_and_register(
             keep = [i for i, n in enumerate(current.label_names) if n in index]
             label_map = np.array([index[current.label_names[i]] for i in keep])
             sub = _OutputSubset(model, keep)
-            rep = evaluate(sub, ev, "cpu", cfg.multilabel, label_map=label_map)
+            weights = ev.ht_weight if cfg.objective == "natural" else None
+            rep = evaluate(sub, ev, "cpu", cfg.multilabel, label_map=label_map, weights=weights)
             prev_f1 = rep.macro_f1
             prev_per = {k: v["f1"] for k, v in rep.per_label.items()}
         f1 = res.report.macro_f1
-        better = prev_f1 is None or f1 >= prev_f1 + margin
+        better = prev_f1 is None or f1 > prev_f1 + margin  # a tie keeps the promoted model
         reason = (
             "first model"
             if prev_f1 is None
@@ -68,7 +69,10 @@ def train_and_register(
             "config": cfg.to_dict(),
             "seed": cfg.seed,
             "trigger": trigger,
-            "metrics": res.report.to_dict(),
+            "metrics": res.report.to_dict(),  # on the objective's terms (what promotion uses)
+            "objective": cfg.objective,
+            "metrics_natural": res.report_natural.to_dict() if res.report_natural else None,
+            "metrics_balanced": res.report_balanced.to_dict() if res.report_balanced else None,
             "losses": res.losses,
             "timings": {
                 "train_seconds": res.seconds,

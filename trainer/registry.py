@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .errors import TrainerError
-from .model import build_model
+from .model import LogitAdjust, build_model
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class ModelRegistry:
                     "spec": meta["config"]["model"],
                     "label_names": meta["label_names"],
                     "dim": meta["dim"],
+                    "logit_adjust": isinstance(model, LogitAdjust),
                 },
                 tmp / "model.pt",
             )
@@ -146,6 +147,8 @@ class ModelRegistry:
         if blob["label_names"] != e.label_names or blob.get("dim") != e.meta.get("dim"):
             raise TrainerError(f"model {model_id}: model.pt disagrees with meta.json")
         model = build_model(blob.get("spec"), blob.get("dim"), len(blob["label_names"]))
+        if blob.get("logit_adjust") is True:
+            model = LogitAdjust(model, torch.zeros(len(blob["label_names"])))
         try:
             model.load_state_dict(blob["state_dict"])  # strict: names and shapes must match
         except (RuntimeError, TypeError, ValueError) as ex:

@@ -15,7 +15,7 @@ from .batching import make_batches
 from .data import SnapshotData, in_eval_split
 from .errors import TrainerError
 from .metrics import EvalReport, evaluate_predictions
-from .model import build_model, standardizer_of
+from .model import LogitAdjust, build_model, prior_shift, standardizer_of
 
 
 @dataclass
@@ -27,6 +27,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     weighting: str = "balanced"  # or "prior": loss weighted by Horvitz-Thompson weights
+    # what the model is for, and what it is scored and promoted on:
+    # "natural": predictions under the stream's class prior (post-hoc logit adjustment by
+    #            the Horvitz-Thompson prior), metrics weighted back to the stream's mix;
+    # "balanced": every label equally (balanced recall), metrics on the balanced sample
+    objective: str = "natural"
     multilabel: bool = False
     eval_percent: int = 20
     device: str = "auto"
@@ -35,6 +40,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.weighting not in ("balanced", "prior"):
             raise TrainerError(f"weighting: expected 'balanced' or 'prior', got {self.weighting!r}")
+        if self.objective not in ("natural", "balanced"):
+            raise TrainerError(
+                f"objective: expected 'natural' or 'balanced', got {self.objective!r}"
+            )
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise TrainerError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -57,6 +66,8 @@ class TrainResult:
     n_train: int
     n_eval: int
     label_names: list[str] = field(default_factory=list)
+    report_natural: EvalReport | None = None  # metrics weighted to the stream's class mix
+    report_balanced: EvalReport | None = None  # metrics on the balanced sample as it is
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -138,7 +149,12 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
     secs = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    report = evaluate(model, ev_data, device, cfg.multilabel)
+    if cfg.objective == "natural" and not cfg.multilabel:
+        shift = prior_shift(tr_data.labels, w.numpy(), tr_data.ht_weight, len(data.label_names))
+        model = LogitAdjust(model, torch.from_numpy(shift)).to(device)
+    natural = evaluate(model, ev_data, device, cfg.multilabel, weights=ev_data.ht_weight)
+    balanced = evaluate(model, ev_data, device, cfg.multilabel)
+    report = natural if cfg.objective == "natural" else balanced
     return TrainResult(
         model,
         report,
@@ -150,6 +166,8 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
         tr_data.n,
         ev_data.n,
         list(data.label_names),
+        natural,
+        balanced,
     )
 
 
@@ -176,9 +194,11 @@ def evaluate(
     device,
     multilabel: bool = False,
     label_map: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> EvalReport:
     """Metrics on ``data``. ``label_map[i]`` maps the model's output i to data's label index
-    (for a model trained on an older label set); unmapped data labels count as errors."""
+    (for a model trained on an older label set); unmapped data labels count as errors.
+    ``weights`` (the rows' Horvitz-Thompson weights) estimate the stream's metrics."""
     probs = predict_proba(model, data.features, device, multilabel)
     k = len(data.label_names)
     if label_map is not None:
@@ -187,7 +207,9 @@ def evaluate(
         probs = full
     if multilabel:
         return _multilabel_report(probs, data)
-    return evaluate_predictions(data.labels, probs.argmax(1), probs, data.label_names)
+    return evaluate_predictions(
+        data.labels, probs.argmax(1), probs, data.label_names, weights=weights
+    )
 
 
 def _multilabel_report(probs: np.ndarray, data: SnapshotData) -> EvalReport:

@@ -93,15 +93,20 @@ def test_prior_weighting_recovers_the_true_class_prior(tmp_path: Path) -> None:
     retained = np.bincount(data.labels) / data.n
     assert retained.max() - retained.min() < 0.05  # the snapshot itself is balanced
     cfg = dict(epochs=15, batch_size=256, device="cpu", lr=1e-3)
-    weighted = train(data, TrainConfig(**cfg, weighting="prior"), progress=False)
-    balanced = train(data, TrainConfig(**cfg, weighting="balanced"), progress=False)
+    weighted = train(data, TrainConfig(**cfg, weighting="prior", objective="balanced"),
+                     progress=False)  # fmt: skip
+    balanced = train(data, TrainConfig(**cfg, objective="balanced"), progress=False)
+    adjusted = train(data, TrainConfig(**cfg), progress=False)  # objective "natural"
     names = [int(n[1:]) for n in data.label_names]
     true = prior[names]
     pw = predict_proba(weighted.model, data.features).mean(0)
     pb = predict_proba(balanced.model, data.features).mean(0)
+    pa = predict_proba(adjusted.model, data.features).mean(0)
     # tolerance: 0.06 absolute per class (prior 0.54 / 0.19 / 0.10 / 0.07)
     assert np.abs(pw - true).max() < 0.06, (pw, true)
     assert np.abs(pb - 0.25).max() < 0.06, pb  # balanced training predicts the balanced mix
+    # trained on the same balanced rows, the logit-adjusted model predicts the stream's mix
+    assert np.abs(pa - true).max() < 0.06, (pa, true)
 
 
 def test_user_model_factory_and_bad_specs(learnable) -> None:
