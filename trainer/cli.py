@@ -33,6 +33,7 @@ def _cfg(a: argparse.Namespace) -> TrainConfig:
         lr=a.lr,
         seed=a.seed,
         weighting=a.weighting,
+        objective=a.objective,
         multilabel=a.multilabel,
         device=a.device,
     )
@@ -197,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--lr", type=float, default=3e-3)
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--weighting", choices=["balanced", "prior"], default="balanced")
+        sp.add_argument(
+            "--objective",
+            choices=["natural", "balanced"],
+            default="natural",
+            help="natural: predict and score under the stream's class mix (logit adjustment "
+            "by the sampler's Horvitz-Thompson prior); balanced: every label equally",
+        )
         sp.add_argument("--multilabel", action="store_true")
         sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         sp.add_argument(
