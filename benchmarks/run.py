@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     bench_drift,
+    bench_drift_detection,
     bench_e2e,
     bench_quality,
     bench_sampler,
@@ -15,6 +16,7 @@ from . import (
 def main() -> None:
     bench_sampler.main()
     bench_drift.main()
+    bench_drift_detection.main()
     bench_snapshot.main()
     bench_trainer.main()
     bench_quality.main()
