@@ -125,7 +125,8 @@ def prior_shift(labels: np.ndarray, train_w: np.ndarray, ht_w: np.ndarray, k: in
     Horvitz-Thompson estimate (sum of HT weights per class), the training prior what the
     loss saw (sum of loss weights per class).
 
-    >>> prior_shift(np.array([0, 1]), np.ones(2), np.array([9.0, 1.0]), 2).round(3).tolist()
+    >>> [round(float(v), 3) for v in prior_shift(np.array([0, 1]), np.ones(2),
+    ...                                           np.array([9.0, 1.0]), 2)]
     [0.588, -1.609]
     """
     eps = 1e-6

@@ -21,7 +21,9 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     """Block until the broker answers a metadata request, or raise :class:`BrokerError`."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    # a probe: its connection failures are what this function reports, once, in its error
+    # (librdkafka would otherwise log every retry to stderr)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
