@@ -101,6 +101,10 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
 
     s = settings_of(a)
     store = s.snapshot_dir
+    if not store.is_dir():  # a typo must not look like an empty store
+        raise ConfigError(
+            f"snapshot_dir: {store} is not a directory (the demo writes under .run/demo/snapshots)"
+        )
     if a.action == "list":
         for m in fmt.list_manifests(store):
             print(
@@ -187,6 +191,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except StratastreamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -387,8 +388,25 @@ class Settings:
             v = env.get(f"STRATA_{name.upper()}")
             if v is not None:
                 values[name] = v
+        known = {f"STRATA_{n.upper()}" for n in names} | OTHER_VARIABLES
+        typos = sorted(k for k in env if k.startswith("STRATA_") and k not in known)
+        if typos:  # a misspelt variable must not be silently ignored
+            hints = []
+            for k in typos:
+                near = difflib.get_close_matches(k, sorted(known), n=1)
+                hints.append(f"{k}" + (f" (did you mean {near[0]}?)" if near else ""))
+            raise ConfigError(f"environment: unknown variable(s) {', '.join(hints)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+# STRATA_* variables that are not settings: read by the command lines and the dev tools
+OTHER_VARIABLES = frozenset(
+    {
+        "STRATA_CONFIG", "STRATA_WEB_PORT", "STRATA_LOGLEVEL", "STRATA_TANSU_BIN",
+        "STRATA_REGISTRY_DIR", "STRATA_TRAINER_METRICS_PORT", "STRATA_FUZZ_EXAMPLES",
+    }
+)  # fmt: skip
 
 
 def _coerce(name: str, typ: Any, value: Any) -> Any:

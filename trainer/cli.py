@@ -112,6 +112,8 @@ def cmd_follow(a: argparse.Namespace) -> int:
 
 
 def cmd_registry(a: argparse.Namespace) -> int:
+    if not (Path(a.registry) / "models").is_dir():  # reading must not create a registry
+        raise TrainerError(f"registry: {a.registry} is not a model registry (no models/ in it)")
     reg = ModelRegistry(Path(a.registry))
     if a.action == "list":
         cur = reg.promoted()
@@ -261,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except StratastreamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `trainer registry show | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -75,3 +75,12 @@ def test_malformed_snapshot_and_registry_entries(tmp_path: Path) -> None:
     rc, err = _run(["registry", "show", "m0001-01234567", "--registry", str(tmp_path / "reg")],
                    tmp_path, module="trainer.cli")  # fmt: skip
     assert rc == 2 and err[-1] == "error: model m0001-01234567: meta.json is not a model entry"
+
+
+def test_a_missing_store_or_registry_is_an_error_not_empty_output(tmp_path: Path) -> None:
+    rc, err = _run(["snapshot", "list", "--snapshot-dir", str(tmp_path / "nope")], tmp_path)
+    assert rc == 2 and err[-1].startswith("error: snapshot_dir:")
+    rc, err = _run(["registry", "list", "--registry", str(tmp_path / "typo")], tmp_path,
+                   module="trainer.cli")  # fmt: skip
+    assert rc == 2 and err[-1].startswith("error: registry:")
+    assert not (tmp_path / "typo").exists()  # reading created nothing

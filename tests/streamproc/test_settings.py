@@ -62,3 +62,9 @@ def test_max_labels_per_event_is_a_setting_and_reaches_both_decode_paths() -> No
     assert all("label" in r.reason for r in b.rejects)
     with pytest.raises(ConfigError, match="max_labels_per_event"):
         Settings.load(env={"STRATA_MAX_LABELS_PER_EVENT": "0"})
+
+
+def test_a_misspelt_environment_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="STRATA_MAX_CAPACTY \\(did you mean STRATA_MAX_CAPACITY"):
+        Settings.load(env={"STRATA_MAX_CAPACTY": "500"})
+    Settings.load(env={"STRATA_WEB_PORT": "1", "OTHER_TOOL_VAR": "x"})  # not ours, or known
