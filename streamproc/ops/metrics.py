@@ -90,6 +90,13 @@ class WorkerMetrics:
             "Snapshots that could not be published to snapshot_url",
             registry=r,
         )
+        self.checkpoint_failures = Counter(
+            "strata_checkpoint_failures",
+            "Checkpoints not completed: 'flush' (dead letters undelivered: nothing written, "
+            "retried) or 'commit' (state written, offset commit retried)",
+            ["stage"],
+            registry=r,
+        )
         self.snapshot_failures = Counter(
             "strata_snapshot_failures",
             "Snapshot builds that failed (logged with the reason; ingestion goes on)",

@@ -67,12 +67,14 @@ class Checkpointer:
         on_committed: Callable[[int, int], None] | None = None,
         observe_seconds: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.policy = policy
         self.topic = topic
         self.producer, self.consumer = producer, consumer
         self.on_committed = on_committed  # (partition, offset) after a successful commit
         self.observe_seconds = observe_seconds
+        self.on_failure = on_failure  # called with "flush" or "commit"
         self.clock = clock
         self.stats = CheckpointStats()
         self.uncommitted: dict[int, int] = {}  # partition -> offset whose commit failed
@@ -128,6 +130,8 @@ class Checkpointer:
             remaining = -1
         if remaining:
             self.stats.flush_failures += 1
+            if self.on_failure is not None:
+                self.on_failure("flush")
             log.error(
                 "%s dead-letter record(s) not delivered; partitions %s not checkpointed "
                 "(their work stays in memory and is retried)",
@@ -168,6 +172,8 @@ class Checkpointer:
             self.consumer.commit(offsets=tps, asynchronous=False)
         except Exception as e:  # noqa: BLE001 - the checkpoint is the truth; retried later
             self.stats.commit_failures += 1
+            if self.on_failure is not None:
+                self.on_failure("commit")
             self.uncommitted.update(offsets)
             log.warning("offset commit failed (state is checkpointed, will retry): %s", e)
             return False

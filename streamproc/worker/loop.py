@@ -146,6 +146,7 @@ class IngestLoop:
             self._consumer,
             on_committed=self._committed,
             observe_seconds=self.metrics.checkpoint_seconds.observe,
+            on_failure=lambda stage: self.metrics.checkpoint_failures.labels(stage).inc(),
         )
         self.dead_letters = DeadLetterSink(
             self._producer,
