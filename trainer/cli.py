@@ -173,13 +173,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
     probs = predict_proba(
         model, np.array(rows, dtype=np.float32), "cpu", e.meta["config"]["multilabel"]
     )
+    multilabel = bool(e.meta["config"]["multilabel"])
+    cut = np.asarray(e.meta.get("thresholds") or [0.5] * len(e.label_names))
     for p in probs:
         top = int(p.argmax())
-        print(
-            json.dumps(
-                {"model": e.id, "label": e.label_names[top], "probability": round(float(p[top]), 6)}
-            )
-        )
+        out = {"model": e.id, "label": e.label_names[top], "probability": round(float(p[top]), 6)}
+        if multilabel:  # every label above its threshold (chosen on the evaluation split)
+            out["labels"] = [e.label_names[j] for j in np.flatnonzero(p >= cut).tolist()]
+            out["probabilities"] = {n: round(float(v), 6) for n, v in zip(e.label_names, p,
+                                                                          strict=True)}  # fmt: skip
+        print(json.dumps(out))
     return 0
 
 

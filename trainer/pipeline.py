@@ -70,6 +70,7 @@ def train_and_register(
             "seed": cfg.seed,
             "trigger": trigger,
             "metrics": res.report.to_dict(),  # on the objective's terms (what promotion uses)
+            "thresholds": res.thresholds,  # multi-label decision thresholds (None: argmax)
             "objective": cfg.objective,
             "metrics_natural": res.report_natural.to_dict() if res.report_natural else None,
             "metrics_balanced": res.report_balanced.to_dict() if res.report_balanced else None,

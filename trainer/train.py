@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .batching import make_batches
-from .data import SnapshotData, in_eval_split
+from .data import SnapshotData, in_eval_split, in_tuning_half
 from .errors import TrainerError
 from .metrics import EvalReport, evaluate_predictions
 from .model import LogitAdjust, build_model, prior_shift, standardizer_of
@@ -68,6 +68,7 @@ class TrainResult:
     label_names: list[str] = field(default_factory=list)
     report_natural: EvalReport | None = None  # metrics weighted to the stream's class mix
     report_balanced: EvalReport | None = None  # metrics on the balanced sample as it is
+    thresholds: list[float] | None = None  # multi-label: per-label decision thresholds
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -152,8 +153,17 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
     if cfg.objective == "natural" and not cfg.multilabel:
         shift = prior_shift(tr_data.labels, w.numpy(), tr_data.ht_weight, len(data.label_names))
         model = LogitAdjust(model, torch.from_numpy(shift)).to(device)
-    natural = evaluate(model, ev_data, device, cfg.multilabel, weights=ev_data.ht_weight)
-    balanced = evaluate(model, ev_data, device, cfg.multilabel)
+    thresholds = None
+    if cfg.multilabel:  # thresholds from one half of the split, metrics on the other half
+        tune = in_tuning_half(ev_data.ids)
+        if tune.all() or not tune.any():
+            tune = np.zeros(ev_data.n, bool)
+        tune_probs = predict_proba(model, ev_data.features[tune], device, True)
+        thresholds = choose_thresholds(tune_probs, ev_data.multi_hot[tune] >= 0.5)
+        ev_data = ev_data.subset(~tune)
+    natural = evaluate(model, ev_data, device, cfg.multilabel, weights=ev_data.ht_weight,
+                       thresholds=thresholds)  # fmt: skip
+    balanced = evaluate(model, ev_data, device, cfg.multilabel, thresholds=thresholds)
     report = natural if cfg.objective == "natural" else balanced
     return TrainResult(
         model,
@@ -168,6 +178,7 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
         list(data.label_names),
         natural,
         balanced,
+        thresholds,
     )
 
 
@@ -195,6 +206,7 @@ def evaluate(
     multilabel: bool = False,
     label_map: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    thresholds: list[float] | None = None,
 ) -> EvalReport:
     """Metrics on ``data``. ``label_map[i]`` maps the model's output i to data's label index
     (for a model trained on an older label set); unmapped data labels count as errors.
@@ -206,14 +218,40 @@ def evaluate(
         full[:, label_map] = probs
         probs = full
     if multilabel:
-        return _multilabel_report(probs, data)
+        return _multilabel_report(probs, data, thresholds)
     return evaluate_predictions(
         data.labels, probs.argmax(1), probs, data.label_names, weights=weights
     )
 
 
-def _multilabel_report(probs: np.ndarray, data: SnapshotData) -> EvalReport:
-    pred = probs >= 0.5
+def choose_thresholds(probs: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Per label, the decision threshold that maximises that label's F1 on ``probs`` (0.5
+    for a label without positives there).
+
+    >>> choose_thresholds(np.array([[0.3], [0.2], [0.1]]), np.array([[True], [True], [False]]))
+    [0.2]
+    """
+    out = []
+    for j in range(probs.shape[1]):
+        p, t = probs[:, j], truth[:, j]
+        if not t.any():
+            out.append(0.5)
+            continue
+        best, best_f1 = 0.5, -1.0
+        for c in np.unique(p):
+            pred = p >= c
+            tp = float((pred & t).sum())
+            f1 = 2 * tp / max(1.0, float(pred.sum() + t.sum()))
+            if f1 > best_f1:
+                best, best_f1 = float(c), f1
+        out.append(best)
+    return out
+
+
+def _multilabel_report(
+    probs: np.ndarray, data: SnapshotData, thresholds: list[float] | None = None
+) -> EvalReport:
+    pred = probs >= (0.5 if thresholds is None else np.asarray(thresholds)[None, :])
     truth = data.multi_hot >= 0.5
     tp = (pred & truth).sum(0).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -217,3 +217,22 @@ def test_a_crafted_model_file_cannot_run_code(tmp_path: Path, learnable) -> None
     (tmp_path / "reg" / "PROMOTED").write_text("../../etc")
     with pytest.raises(TrainerError, match="not a model id"):
         reg.promoted()
+
+
+def test_multilabel_thresholds_are_chosen_on_half_the_split_and_scored_on_the_other() -> None:
+    from trainer.data import SnapshotData
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    multi = (x[:, :3] > np.array([0.0, 0.8, -0.8])).astype(np.float32)  # 50% / 21% / 79%
+    multi[multi.sum(1) == 0, 0] = 1.0
+    primary = multi.argmax(1).astype(np.int64)
+    data = SnapshotData("ml", ["a", "b", "c"], x, primary, multi, np.ones(n),
+                        [f"e{i}" for i in range(n)], {})  # fmt: skip
+    res = train(data, TrainConfig(**{**FAST, "multilabel": True}), progress=False)
+    assert res.thresholds is not None and len(res.thresholds) == 3
+    assert all(0.0 < t < 1.0 for t in res.thresholds)
+    assert res.report.macro_f1 > 0.85
+    # metrics on the half of the 20% split that did not choose the thresholds
+    assert res.report.n == res.n_eval < 0.15 * n
