@@ -97,5 +97,38 @@ def install_version(store: Path, version: str, data: bytes, manifest_json: bytes
     return True
 
 
+def clean_leftovers(
+    directory: Path, older_than_s: float = 3_600.0, now: float | None = None
+) -> int:
+    """Remove what writers killed mid-write left in ``directory``: temporary files
+    (``.<name>.<pid>.tmp``) and temporary version directories (``.tmp-*``) older than
+    ``older_than_s`` (no writer takes that long, so a live writer's files are never
+    touched, even one on another host sharing the store). Returns how many were removed.
+
+    >>> import tempfile, pathlib, os
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / ".LATEST.42.tmp").write_text("x")
+    >>> clean_leftovers(d, older_than_s=3600), clean_leftovers(d, older_than_s=0, now=4e9)
+    (0, 1)
+    """
+    import time
+
+    now = time.time() if now is None else now
+    removed = 0
+    for entry in Path(directory).glob(".*"):
+        stale = entry.name.endswith(".tmp") or entry.name.startswith(TMP_PREFIX)
+        try:
+            if not stale or now - entry.stat().st_mtime < older_than_s:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+    return removed
+
+
 def remove_version(store: Path, version: str) -> None:
     shutil.rmtree(Path(store) / check_version(version), ignore_errors=True)

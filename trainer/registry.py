@@ -76,6 +76,10 @@ class ModelRegistry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         (self.root / "models").mkdir(parents=True, exist_ok=True)
+        # entries of trainings killed mid-write (never visible: they were not renamed)
+        for tmp in (self.root / "models").glob(".tmp-*"):
+            if time.time() - tmp.stat().st_mtime > 3_600:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

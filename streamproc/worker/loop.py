@@ -22,10 +22,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from snapshot_format import clean_leftovers
 from streamproc.decode.messages import by_partition
 from streamproc.ops.health import ProgressTracker
 from streamproc.ops.metrics import WorkerMetrics
 from streamproc.settings import Settings
+from streamproc.snapshot.shards import shard_dir
 from streamproc.state.processor import PartitionProcessor
 from streamproc.worker.assembly import limits, sampler_config, scrubber
 from streamproc.worker.checkpointer import Checkpointer
@@ -226,6 +228,9 @@ class IngestLoop:
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         s = self.settings
+        for d in (s.snapshot_dir, shard_dir(s.snapshot_dir)):  # what killed writers left
+            if d.is_dir() and (n := clean_leftovers(d)):
+                log.info("removed %d leftover temporary file(s) from %s", n, d)
         if self.warm:
             seconds = warm_up(s.decode, s.sampler)
             log.info("hot path warmed up in %.2f s (compiled kernels loaded)", seconds)
