@@ -50,6 +50,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         a.margin,
         trigger="manual",
         progress=True,
+        test_set=a.test_set,
     )
     _print_outcome(out)
     return 0
@@ -97,6 +98,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
         drift_topic=a.drift_topic,
         min_new_events=a.min_new_events,
         margin=a.margin,
+        test_set=a.test_set,
     )
     if a.metrics_port:
         from prometheus_client import start_http_server
@@ -203,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--lr", type=float, default=3e-3)
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--weighting", choices=["balanced", "prior"], default="balanced")
+        sp.add_argument(
+            "--test-set",
+            default=None,
+            help="external test set (Parquet or JSON lines of label + features, natural "
+            "mix): both models are scored on it and promotion compares on it",
+        )
         sp.add_argument(
             "--objective",
             choices=["natural", "balanced"],

@@ -112,6 +112,44 @@ def load_snapshot(
     return SnapshotData(version, names, x, y, multi, w, table.column("id").to_pylist(), manifest)
 
 
+def load_test_set(path: Path | str, label_names: list[str]) -> SnapshotData:
+    """An external test set: a Parquet file or JSON lines with ``label`` (a name) and
+    ``features`` (numbers) per row, drawn from the stream's natural mix by the user.
+    Every row weighs 1; labels the model does not know are an error naming them.
+
+    >>> import tempfile, json, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "t.jsonl"
+    >>> _ = f.write_text(json.dumps({"label": "b", "features": [1.0, 2.0]}))
+    >>> load_test_set(f, ["a", "b"]).labels.tolist()
+    [1]
+    """
+    import orjson
+
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path, columns=["label", "features"]).to_pylist()
+        else:
+            rows = [orjson.loads(x) for x in path.read_bytes().splitlines() if x.strip()]
+        labels = [r["label"] for r in rows]
+        x = np.array([r["features"] for r in rows], dtype=np.float32)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TrainerError(f"test set {path}: unreadable ({e})") from None
+    if not rows or x.ndim != 2 or not np.isfinite(x).all():
+        raise TrainerError(f"test set {path}: needs rows of finite 'features' of one length")
+    index = {n: i for i, n in enumerate(label_names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise TrainerError(f"test set {path}: labels {unknown[:5]} are not in the label set")
+    y = np.array([index[v] for v in labels], dtype=np.int64)
+    multi = np.eye(len(label_names), dtype=np.float32)[y]
+    ids = [f"test-{i}" for i in range(len(y))]
+    return SnapshotData(f"test:{path.name}", list(label_names), x, y, multi, np.ones(len(y)),
+                        ids, {})  # fmt: skip
+
+
 def in_eval_split(ids: list[str], eval_percent: int = 20) -> np.ndarray:
     """True for the events of the fixed held-out split (by a hash of the event id)."""
     if not 0 < eval_percent < 100:

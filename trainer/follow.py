@@ -49,7 +49,9 @@ class Follower:
         min_new_events: int = 0,
         margin: float = 0.0,
         group_id: str = "stratastream-trainer",
+        test_set: Path | str | None = None,
     ) -> None:
+        self.test_set = test_set  # an external natural-mix test set that promotion uses
         self.store = store if "://" in str(store) else Path(store)
         self.registry, self.cfg = registry, cfg
         self.bootstrap = bootstrap
@@ -86,6 +88,7 @@ class Follower:
                 self.margin,
                 trigger=trigger,
                 progress=False,
+                test_set=self.test_set,
             )
         except TrainerError as e:
             self._fail(version, str(e))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import in_eval_split, load_snapshot
+from .data import in_eval_split, load_snapshot, load_test_set
 from .registry import ModelEntry, ModelRegistry
 from .report import training_png
 from .train import TrainConfig, evaluate, train
@@ -35,10 +35,15 @@ def train_and_register(
     margin: float = 0.0,
     trigger: str = "manual",
     progress: bool = True,
+    test_set: Path | str | None = None,
 ) -> Outcome:
-    """One training run. Any failure raises before the registry is touched."""
+    """One training run. Any failure raises before the registry is touched.
+
+    With ``test_set`` (an external, natural-mix test file, see :func:`load_test_set`), the
+    new and the promoted model are both scored on it, and promotion compares on it."""
     with registry.lock():
         data = load_snapshot(store, version)
+        test = load_test_set(test_set, data.label_names) if test_set else None
         res = train(data, cfg, progress=progress)
         current = registry.promoted()
         prev_f1 = None
@@ -51,10 +56,17 @@ def train_and_register(
             label_map = np.array([index[current.label_names[i]] for i in keep])
             sub = _OutputSubset(model, keep)
             weights = ev.ht_weight if cfg.objective == "natural" else None
+            if test is not None:  # the external test set decides
+                ev, weights = test, None
             rep = evaluate(sub, ev, "cpu", cfg.multilabel, label_map=label_map, weights=weights)
             prev_f1 = rep.macro_f1
             prev_per = {k: v["f1"] for k, v in rep.per_label.items()}
-        f1 = res.report.macro_f1
+        test_report = (
+            evaluate(res.model.cpu(), test, "cpu", cfg.multilabel, thresholds=res.thresholds)
+            if test is not None
+            else None
+        )
+        f1 = test_report.macro_f1 if test_report is not None else res.report.macro_f1
         better = prev_f1 is None or f1 > prev_f1 + margin  # a tie keeps the promoted model
         reason = (
             "first model"
@@ -71,6 +83,8 @@ def train_and_register(
             "trigger": trigger,
             "metrics": res.report.to_dict(),  # on the objective's terms (what promotion uses)
             "thresholds": res.thresholds,  # multi-label decision thresholds (None: argmax)
+            "metrics_test": test_report.to_dict() if test_report else None,
+            "compared_on": "external test set" if test is not None else "held-out split",
             "objective": cfg.objective,
             "metrics_natural": res.report_natural.to_dict() if res.report_natural else None,
             "metrics_balanced": res.report_balanced.to_dict() if res.report_balanced else None,

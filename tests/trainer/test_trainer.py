@@ -236,3 +236,29 @@ def test_multilabel_thresholds_are_chosen_on_half_the_split_and_scored_on_the_ot
     assert res.report.macro_f1 > 0.85
     # metrics on the half of the 20% split that did not choose the thresholds
     assert res.report.n == res.n_eval < 0.15 * n
+
+
+def test_an_external_test_set_scores_both_models_and_decides(learnable, tmp_path: Path) -> None:
+    import orjson
+
+    store, version = learnable
+    data = load_snapshot(store, version)
+    test = tmp_path / "test.jsonl"
+    test.write_bytes(b"".join(
+        orjson.dumps({"label": data.label_names[y], "features": x.tolist()}) + b"\n"
+        for x, y in zip(data.features[:400], data.labels[:400], strict=True)
+    ))  # fmt: skip
+    reg = ModelRegistry(tmp_path / "reg")
+    first = train_and_register(store, reg, TrainConfig(**FAST), version, progress=False,
+                               test_set=test)  # fmt: skip
+    m = first.entry.meta
+    assert m["compared_on"] == "external test set" and m["metrics_test"]["n"] == 400
+    assert first.macro_f1 == m["metrics_test"]["macro_f1"]
+    second = train_and_register(store, reg, TrainConfig(**FAST), version, progress=False,
+                                test_set=test)  # fmt: skip
+    assert second.previous_f1_same_data is not None  # the promoted model, on the test set
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"label": "no-such-label", "features": [1, 2, 3, 4]}\n')
+    with pytest.raises(TrainerError, match="no-such-label"):
+        train_and_register(store, reg, TrainConfig(**FAST), version, progress=False,
+                           test_set=bad)  # fmt: skip
