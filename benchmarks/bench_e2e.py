@@ -159,7 +159,7 @@ def run_workers(
     ws = [
         WorkerProcess(
             bootstrap,
-            root / f"state-{topic}-{n_workers}",
+            root / f"state-{topic}-{n_workers}-{i}",  # one state directory per worker
             root / f"snap-{topic}-{n_workers}",
             root / f"w-{topic}-{n_workers}-{i}.log",
             env=env,

@@ -51,11 +51,40 @@ def _usable_dir(path: Path, name: str) -> None:
         ) from None
 
 
+_STATE_LOCK = None  # held for the worker process's lifetime
+
+
+def lock_state_dir(state_dir: Path) -> None:
+    """One worker per state directory: an exclusive lock held while the process lives.
+    A second worker on the same directory fails at once, naming the owner."""
+    import fcntl
+
+    global _STATE_LOCK
+    path = state_dir / ".worker.lock"
+    f = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise ConfigError(
+            f"state_dir: {state_dir} is in use by {owner}; give each worker its own --state-dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    f.flush()
+    _STATE_LOCK = f
+
+
 def preflight(s: Settings, host: str, port: int) -> None:
     """What a worker needs before it starts, checked with one clear error each: writable
-    state and snapshot directories, a free web port."""
+    state and snapshot directories (the state directory not used by another worker), a
+    free web port."""
     _usable_dir(s.state_dir, "state_dir")
     _usable_dir(s.snapshot_dir, "snapshot_dir")
+    lock_state_dir(s.state_dir)
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -84,3 +84,18 @@ def test_a_missing_store_or_registry_is_an_error_not_empty_output(tmp_path: Path
                    module="trainer.cli")  # fmt: skip
     assert rc == 2 and err[-1].startswith("error: registry:")
     assert not (tmp_path / "typo").exists()  # reading created nothing
+
+
+def test_a_second_worker_on_the_same_state_dir_fails_at_once(tmp_path: Path) -> None:
+    import fcntl
+
+    state = tmp_path / "state"
+    state.mkdir()
+    with open(state / ".worker.lock", "a+") as f:  # as a running worker holds it
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("pid 4242 on host-a")
+        f.flush()
+        rc, err = _worker(tmp_path, "--broker", "kafka://127.0.0.1:9")
+    assert rc == 2
+    assert err[-1] == (f"error: state_dir: {state} is in use by pid 4242 on host-a; give each "
+                       "worker its own --state-dir")  # fmt: skip

@@ -183,7 +183,10 @@ def test_sigkill_restart_and_two_workers_match_an_uninterrupted_run(deployment) 
     again.stop()
 
     # two workers on one group split the partitions; their merged snapshot is the same
-    duo = [deployment.worker(f"duo-{i}", group="duo") for i in range(2)]
+    duo = [  # each worker its own state directory; only the snapshot store is shared
+        deployment.worker(f"duo-{i}", group="duo", state=f"state-duo-{i}", snaps="snap-duo")
+        for i in range(2)
+    ]
     sts = _wait_all(duo, rep.next_offsets)
     owned = [set(s["partitions"]) for s in sts]
     assert owned[0] and owned[1] and not owned[0] & owned[1]
