@@ -11,7 +11,7 @@ component receives only its section (:attr:`Settings.checkpoint`, :attr:`Setting
 sampler and drift values with the ``sampler`` and ``drift`` types those values configure.
 
 >>> s = Settings.load(env={"STRATA_CHECKPOINT_EVERY_S": "2.5"}, partitions=8)
->>> s.checkpoint.every_s, s.kafka.partitions
+>>> s.checkpoint.every_s, s.snapshot.partitions
 (2.5, 8)
 >>> Settings.load(env={"STRATA_PARTITIONS": "four"})
 Traceback (most recent call last):
@@ -33,19 +33,6 @@ from typing import Any
 
 from sampler import QuotaPolicy
 from stratastream.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class KafkaSection:
-    """Where the worker reads and writes."""
-
-    broker: str
-    group_id: str
-    events_topic: str
-    partitions: int
-    dlq_topic: str
-    snapshots_topic: str
-    drift_topic: str
 
 
 @dataclass(frozen=True)
@@ -308,13 +295,6 @@ class Settings:
 
     # ------------------------------------------------------------ sections
     @property
-    def kafka(self) -> KafkaSection:
-        return KafkaSection(
-            self.broker, self.group_id, self.events_topic, self.partitions, self.dlq_topic,
-            self.snapshots_topic, self.drift_topic,
-        )  # fmt: skip
-
-    @property
     def checkpoint(self) -> CheckpointSection:
         return CheckpointSection(
             self.state_dir, self.state_sync, self.checkpoint_every_events,
@@ -362,10 +342,6 @@ class Settings:
             self.drift_window_capacity, self.max_labels, self.drift_scarce_ratio,
             self.drift_action_cooldown_s, tuple(self.drift_actions), self.sampler_seed,
         )  # fmt: skip
-
-    @property
-    def max_pending_bytes(self) -> float:
-        return self.checkpoint_max_pending_mb * (1 << 20)
 
     @classmethod
     def load(

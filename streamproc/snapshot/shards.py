@@ -21,7 +21,6 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from sampler import LabelReservoirs
 from snapshot_format import SHARDS_DIR, atomic_write
 from stratastream.errors import StateError
 from streamproc.state.records import RecordColumns
@@ -122,7 +121,3 @@ def shard_changes(shard: Shard) -> RecordChanges:
         changes.put_keys = keys.astype(np.uint64)
         changes.records = shard.records()
     return changes
-
-
-def shard_reservoirs(shard: Shard) -> LabelReservoirs:
-    return LabelReservoirs.from_bytes(shard.reservoirs)
