@@ -6,6 +6,14 @@
 {'a': 1666, 'b': 1666, 'c': 1666}
 >>> policy.allocate(["a", "b"], boosted={"b"})
 {'a': 2000, 'b': 3000}
+
+With demand (events seen so far), capacity a label cannot fill goes to those that can:
+
+>>> small = QuotaPolicy(global_cap=600, max_capacity=600, min_capacity=10, max_labels=8)
+>>> small.allocate(["a", "b", "c"])
+{'a': 200, 'b': 200, 'c': 200}
+>>> small.allocate(["a", "b", "c"], demand={"a": 20, "b": 5_000, "c": 5_000})
+{'a': 290, 'b': 290, 'c': 290}
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -23,7 +33,11 @@ class QuotaPolicy:
 
     Capacities are water-filled: every label gets ``min(ceiling, level)``, clamped up to
     its floor, with the largest integer ``level`` that keeps the total within
-    ``global_cap``. A boosted label (rare, high-variance, or flagged scarce by drift
+    ``global_cap``. With ``demand`` (the events each label has seen), a label counts
+    against ``global_cap`` only for what it can hold, ``min(demand, capacity)``: the
+    budget a label cannot fill goes to labels that can, never beyond their ceilings.
+    Demand only grows, so capacities only shrink as a stream goes on, which keeps
+    bottom-k samples exact (a shrunk bottom-k sample is the bottom-k sample). A boosted label (rare, high-variance, or flagged scarce by drift
     detection) has its ceiling raised to ``boost_capacity``. Capacities depend only on
     the set of registered labels and the boosts, never on arrival order, which is what
     makes merged reservoirs equal to one pass over the whole stream.
@@ -100,25 +114,43 @@ class QuotaPolicy:
             high = max(high, self.boost_capacity)
         return low, high
 
-    def allocate(self, labels: Iterable[str], boosted: Iterable[str] = ()) -> dict[str, int]:
-        """Capacities for the given labels, never exceeding ``global_cap`` in total."""
+    def allocate(
+        self,
+        labels: Iterable[str],
+        boosted: Iterable[str] = (),
+        demand: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Capacities for the given labels.
+
+        Without ``demand``, capacities total at most ``global_cap``. With it, the
+        retained total ``sum(min(demand, capacity))`` stays within ``global_cap``.
+        """
         names = list(labels)
-        boost = set(boosted)
-        b = [self.bounds(n, n in boost) for n in names]
         if not names:
             return {}
+        boost = set(boosted)
+        b = np.array([self.bounds(n, n in boost) for n in names], dtype=np.int64)
+        need = None if demand is None else np.array([demand.get(n, 0) for n in names], np.int64)
+        caps = self.allocate_arrays(b[:, 0], b[:, 1], need)
+        return dict(zip(names, caps.tolist(), strict=True))
+
+    def allocate_arrays(
+        self, low: np.ndarray, high: np.ndarray, demand: np.ndarray | None = None
+    ) -> np.ndarray:
+        """:meth:`allocate` on aligned arrays of floors, ceilings and demands."""
+        need = high if demand is None else np.minimum(demand, high)
 
         def total(level: int) -> int:
-            return sum(min(hi, max(lo, level)) for lo, hi in b)
+            return int(np.minimum(need, np.clip(level, low, high)).sum())
 
-        lo_level, hi_level = 0, max(hi for _, hi in b)
+        lo_level, hi_level = 0, int(high.max(initial=0))
         while lo_level < hi_level:  # largest level with total(level) <= global_cap
             mid = (lo_level + hi_level + 1) // 2
             if total(mid) <= self.global_cap:
                 lo_level = mid
             else:
                 hi_level = mid - 1
-        return {n: min(hi, max(lo, lo_level)) for n, (lo, hi) in zip(names, b, strict=True)}
+        return np.clip(lo_level, low, high).astype(np.int64)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "per_label"}

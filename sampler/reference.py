@@ -3,7 +3,8 @@
 :class:`ReferenceReservoirs` keeps, per label, a dict of retained items and applies the
 same rules as :mod:`sampler.kernels` one event at a time with ``heapq``: the same
 priorities (from :func:`sampler.hashing.draw_uniform_py`), the same threshold ``tau``,
-the same capacities (from :class:`QuotaPolicy`), the same idempotent replays.
+the same capacities (from :class:`QuotaPolicy`, water-filled on the counts seen by the
+end of each batch), the same idempotent replays.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ class ReferenceReservoirs:
         self.items[l] = {}
         self.seen[l] = 0
         self.tau[l] = 0.0 if self.mode == "uniform" else -math.inf
-        alloc = self.policy.allocate([str(x) for x in sorted(self.items)])
+        self._reallocate()
+
+    def _reallocate(self) -> None:
+        """Capacities water-filled on the counts seen so far; over-full labels shrink."""
+        names = [str(x) for x in sorted(self.items)]
+        alloc = self.policy.allocate(names, demand={str(x): n for x, n in self.seen.items()})
         for x in self.items:
             self.cap[x] = alloc[str(x)]
             self._shrink(x)
@@ -78,6 +84,7 @@ class ReferenceReservoirs:
                 self.tau[l] = max(self.tau[l], its[kmin][0])
                 del its[kmin]
             its[k] = (p, b, t)
+        self._reallocate()
 
     def inclusion(self, l: int, key: int) -> float:
         p, b, _ = self.items[l][key]

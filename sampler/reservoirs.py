@@ -207,11 +207,36 @@ class LabelReservoirs:
         self._relayout(self._allocation())
 
     def _allocation(self) -> np.ndarray:
+        """Capacities water-filled on demand: the events each label has seen so far."""
         caps = np.zeros(self.policy.max_labels, dtype=np.int64)
-        alloc = self.policy.allocate(self.labels, self.boosted & set(self._ids))
-        for name, c in alloc.items():
-            caps[self._ids[name]] = c
+        ids = np.array([i for i, n in enumerate(self.names) if n is not None], np.int64)
+        if ids.shape[0]:
+            b = np.array(
+                [self.policy.bounds(self.names[i], self.names[i] in self.boosted) for i in ids],
+                dtype=np.int64,
+            )
+            caps[ids] = self.policy.allocate_arrays(b[:, 0], b[:, 1], self._seen[ids])
         return caps
+
+    def _shrink_to_demand(self) -> None:
+        """Apply the capacities of the counts seen so far (they only shrink: demand grows).
+
+        A label holding no more than its new capacity keeps its slots (its items are
+        contiguous, since it was never full); only when some label must give up items
+        does the layout move (the evictions join the pending result).
+        """
+        used = int(np.minimum(self._seen, self._cap).sum())
+        if used <= self.policy.global_cap:
+            return  # the current level still fits, and a level never rises with demand
+        new = self._allocation()
+        if np.array_equal(new, self._cap):
+            return
+        if (self._fill > new).any() or (new > self._cap).any():
+            self._relayout(new)
+            return
+        self._cap = new
+        for lid in np.flatnonzero((self._fill == new) & (new > 0)):
+            self._thr[lid] = self._prio[self._hp[self._off[lid]]]
 
     def boost(self, names: Iterable[str]) -> UpdateResult:
         """Raise the ceiling of labels that became scarce to ``policy.boost_capacity``.
@@ -232,7 +257,7 @@ class LabelReservoirs:
 
     def _take_evictions(self) -> tuple[np.ndarray, np.ndarray]:
         out = self._pending.result()
-        self._pending = _Evictions(0)
+        self._pending.count[0] = 0  # the buffer is kept for the next batch
         return out
 
     # ------------------------------------------------------------------ layout
@@ -310,9 +335,12 @@ class LabelReservoirs:
                 self._activate_many(labels[pos:])
                 continue
             # events before `pos` stay applied; the error carries what they changed
+            self._shrink_to_demand()
             err = InputError(_status_message(status, pos, labels, timestamps, w))
             err.partial = UpdateResult(self._finish_batch(), *self._take_evictions())
             raise err
+        # capacities follow the demand seen by the end of the batch (they only shrink)
+        self._shrink_to_demand()
         admitted = self._finish_batch()
         return UpdateResult(admitted, *self._take_evictions())
 
@@ -445,11 +473,12 @@ class _Evictions:
         self.count = np.zeros(1, dtype=np.int64)
 
     def grow(self, need: int) -> None:
-        free = self.keys.shape[0] - int(self.count[0])
-        if free < need + 1:
-            extra = need + 1 + self.keys.shape[0]
-            self.keys = np.concatenate([self.keys, np.zeros(extra, np.uint64)])
-            self.labels = np.concatenate([self.labels, np.zeros(extra, np.int32)])
+        n = int(self.count[0])
+        if self.keys.shape[0] - n < need + 1:
+            size = 2 * (n + need + 1)
+            keys, labels = np.empty(size, np.uint64), np.empty(size, np.int32)
+            keys[:n], labels[:n] = self.keys[:n], self.labels[:n]
+            self.keys, self.labels = keys, labels
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         n = int(self.count[0])

@@ -67,7 +67,7 @@ def test_end_to_end_quotas_seen_counts_and_dlq(deployment) -> None:
     policy = QuotaPolicy(
         min_capacity=20, max_capacity=150, boost_capacity=300, global_cap=20_000, max_labels=64
     )
-    caps = policy.allocate(sorted(m.seen))
+    caps = policy.allocate(sorted(m.seen), demand=m.seen)
     assert m.retained == {k: min(v, caps[k]) for k, v in m.seen.items()}
     injected = sum(rep.malformed.values())
     assert injected > 100

@@ -87,7 +87,7 @@ def test_snapshot_merges_partitions_and_carries_lineage(tmp_path: Path) -> None:
     assert m is not None and m.parent is None
     assert sum(m.seen.values()) == 2_000
     assert m.source_offsets == {str(p): procs[p].next_offset for p in range(3)}
-    caps = CFG.new().policy.allocate(sorted(m.seen))
+    caps = CFG.new().policy.allocate(sorted(m.seen), demand=m.seen)
     assert m.retained == {k: min(v, caps[k]) for k, v in m.seen.items()}
     t = pq.read_table(store / m.version / "data.parquet")
     assert t.num_rows == m.rows == sum(m.retained.values())
