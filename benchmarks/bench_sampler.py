@@ -98,7 +98,7 @@ def main(n: int = 10_000_000, n_labels: int = 50, k: int = 1_000, slice_n: int =
         # the rate of the threshold-rejection path plus the admissions that remain)
         warm_n = n // 5
 
-        def steady(mode=mode, hl=hl):
+        def steady(mode=mode, hl=hl, warm_n=warm_n):
             r = LabelReservoirs(policy, mode=mode, half_life=hl, seed=1)
             r.update(labels[:warm_n], ts[:warm_n], keys[:warm_n])
             t = time.perf_counter()

@@ -37,10 +37,11 @@ class QuotaPolicy:
     against ``global_cap`` only for what it can hold, ``min(demand, capacity)``: the
     budget a label cannot fill goes to labels that can, never beyond their ceilings.
     Demand only grows, so capacities only shrink as a stream goes on, which keeps
-    bottom-k samples exact (a shrunk bottom-k sample is the bottom-k sample). A boosted label (rare, high-variance, or flagged scarce by drift
-    detection) has its ceiling raised to ``boost_capacity``. Capacities depend only on
-    the set of registered labels and the boosts, never on arrival order, which is what
-    makes merged reservoirs equal to one pass over the whole stream.
+    bottom-k samples exact (a shrunk bottom-k sample is the bottom-k sample). A boosted
+    label (rare, high-variance, or flagged scarce by drift detection) has its ceiling
+    raised to ``boost_capacity``. Capacities depend only on the set of registered labels,
+    their counts and the boosts, never on arrival order, which is what makes merged
+    reservoirs equal to one pass over the whole stream.
 
     Attributes:
         min_capacity: floor for every label (the seed design: a few hundred).
