@@ -2,7 +2,8 @@
 
 Public API: :class:`LabelReservoirs`, :class:`QuotaPolicy`, :class:`UpdateResult`,
 :class:`RetainedItems`, :class:`BalanceReport`, :func:`expand_labels`,
-:func:`balance_ratio`, :func:`jaccard_stability`, and the error classes.
+:func:`balance_ratio`, :func:`jaccard_stability`, :func:`eval_mask` with
+:data:`EVAL_LABEL` (the evaluation slice), and the error classes.
 """
 
 from .balance import BalanceReport, balance_ratio, jaccard_stability
@@ -13,11 +14,13 @@ from .errors import (
     StateError,
     StratastreamError,
 )
+from .evalslice import EVAL_LABEL, eval_mask
 from .multilabel import LabelRows, expand_labels
 from .quota import QuotaPolicy
 from .reservoirs import LabelReservoirs, RetainedItems, UpdateResult
 
 __all__ = [
+    "EVAL_LABEL",
     "BalanceReport",
     "ConfigError",
     "InputError",
@@ -30,6 +33,7 @@ __all__ = [
     "StratastreamError",
     "UpdateResult",
     "balance_ratio",
+    "eval_mask",
     "expand_labels",
     "jaccard_stability",
 ]

@@ -4,6 +4,7 @@ and the trainer (or anyone) that reads them.
 A store is a directory or an fsspec URL holding::
 
     <store>/<version>/data.parquet    one row per retained event (:mod:`.schema`)
+    <store>/<version>/eval.parquet    the evaluation slice, same schema (optional)
     <store>/<version>/manifest.json   :class:`~snapshot_format.manifest.SnapshotManifest`
     <store>/LATEST                    the newest complete version id
     <store>/shards/                   the worker's per-partition shards (not read here)
@@ -24,6 +25,7 @@ True
 from .errors import SnapshotFormatError
 from .layout import (
     DATA_FILE,
+    EVAL_FILE,
     LATEST_FILE,
     MANIFEST_FILE,
     SHARDS_DIR,
@@ -41,6 +43,7 @@ from .manifest import SnapshotManifest
 from .read import (
     latest_version,
     list_manifests,
+    read_eval_table,
     read_manifest,
     read_store_file,
     read_table,
@@ -50,6 +53,7 @@ from .schema import COLUMNS, FORMAT_VERSION, REQUIRED_COLUMNS, arrow_schema, che
 __all__ = [
     "COLUMNS",
     "DATA_FILE",
+    "EVAL_FILE",
     "FORMAT_VERSION",
     "LATEST_FILE",
     "MANIFEST_FILE",
@@ -68,6 +72,7 @@ __all__ = [
     "latest_version",
     "list_manifests",
     "manifest_path",
+    "read_eval_table",
     "read_manifest",
     "read_store_file",
     "read_table",

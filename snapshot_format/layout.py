@@ -25,6 +25,7 @@ from pathlib import Path
 from .errors import SnapshotFormatError
 
 DATA_FILE = "data.parquet"
+EVAL_FILE = "eval.parquet"  # the evaluation slice, natural class mix (optional)
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
 SHARDS_DIR = "shards"  # the worker's per-partition shards, inside the store
@@ -40,15 +41,16 @@ def check_version(version: str) -> str:
     return version
 
 
-def content_version(data: bytes, source_offsets: dict[str, int]) -> str:
-    """The version id of a snapshot: a hash of its Parquet bytes and the source offsets
-    it reflects, so a reader can tell a version's content was not changed.
+def content_version(data: bytes, source_offsets: dict[str, int], eval_data: bytes = b"") -> str:
+    """The version id of a snapshot: a hash of its Parquet bytes, the source offsets it
+    reflects and its evaluation slice's bytes (if any), so a reader can tell a version's
+    content was not changed.
 
     >>> content_version(b"x", {"0": 5})
     '21e8d4cef2dc988d'
     """
     offsets = json.dumps(source_offsets, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(data + offsets).hexdigest()[:16]
+    return hashlib.sha256(data + offsets + eval_data).hexdigest()[:16]
 
 
 def data_path(store: Path, version: str) -> Path:
@@ -75,7 +77,9 @@ def write_latest(store: Path, version: str) -> None:
     atomic_write(Path(store) / LATEST_FILE, check_version(version).encode())
 
 
-def install_version(store: Path, version: str, data: bytes, manifest_json: bytes) -> bool:
+def install_version(
+    store: Path, version: str, data: bytes, manifest_json: bytes, eval_data: bytes = b""
+) -> bool:
     """Write one version's files into a temporary directory and rename it into place.
 
     Returns False when the version exists already (content-addressed: same data).
@@ -88,6 +92,8 @@ def install_version(store: Path, version: str, data: bytes, manifest_json: bytes
         return False
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store))
     (tmp / DATA_FILE).write_bytes(data)
+    if eval_data:
+        (tmp / EVAL_FILE).write_bytes(eval_data)
     (tmp / MANIFEST_FILE).write_bytes(manifest_json)
     try:
         os.replace(tmp, final)

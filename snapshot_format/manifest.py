@@ -16,7 +16,7 @@ snapshot_format.errors.SnapshotFormatError: manifest: field 'version': expected 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .errors import SnapshotFormatError
 from .layout import check_version
@@ -37,6 +37,13 @@ class SnapshotManifest:
     sampler: dict
     stability_vs_parent: float | None = None  # Jaccard of (label, id) rows with the parent
     held_for_relabel: int = 0  # retained rows left out until their labels are resolved
+    # the evaluation slice (eval.parquet): its rows, and per label the events it saw
+    # (``seen`` counts them too; ``retained`` counts training rows only)
+    # smallest over largest number of retained events *carrying* each label (all of an
+    # event's labels, as a multi-label model sees them); balance_ratio counts label rows
+    event_balance_ratio: float | None = None
+    eval_rows: int = 0
+    eval_seen: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> bytes:
@@ -57,7 +64,7 @@ class SnapshotManifest:
         for name, f in known.items():
             if name in doc:
                 _check(where, name, str(f.type), doc[name])
-            elif f.default is f.default_factory:  # dataclasses.MISSING for both
+            elif f.default is MISSING and f.default_factory is MISSING:
                 raise SnapshotFormatError(f"{where}: field {name!r} is missing")
         m = cls(**doc)
         check_version(m.version)

@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import SnapshotFormatError
 from .layout import (
     DATA_FILE,
+    EVAL_FILE,
     LATEST_FILE,
     MANIFEST_FILE,
     TMP_PREFIX,
@@ -91,11 +92,8 @@ def read_table(
     except FileNotFoundError:
         raise SnapshotFormatError(f"snapshot {version}: no {DATA_FILE} in {store}") from None
     manifest = read_manifest(store, version) if verify else None
-    if manifest is not None and content_version(raw, manifest.source_offsets) != version:
-        raise SnapshotFormatError(
-            f"snapshot {version}: {DATA_FILE} does not match its version hash "
-            "(changed or damaged since it was written)"
-        )
+    if manifest is not None:
+        _verify(store, version, manifest, raw)
     try:
         table = pq.read_table(io.BytesIO(raw), columns=columns)
     except (pa.ArrowException, OSError, ValueError) as e:
@@ -105,6 +103,62 @@ def read_table(
     if manifest is not None and table.num_rows != manifest.rows:
         raise SnapshotFormatError(
             f"snapshot {version}: {table.num_rows} rows, the manifest says {manifest.rows}"
+        )
+    return table
+
+
+def _eval_bytes(store, version: str, manifest: SnapshotManifest) -> bytes:
+    if manifest.eval_rows == 0:
+        return b""
+    try:
+        return read_store_file(store, f"{version}/{EVAL_FILE}")
+    except FileNotFoundError:
+        raise SnapshotFormatError(
+            f"snapshot {version}: the manifest lists {manifest.eval_rows} evaluation rows "
+            f"but {EVAL_FILE} is missing"
+        ) from None
+
+
+def _verify(store, version: str, manifest: SnapshotManifest, raw: bytes) -> bytes:
+    """The evaluation slice's bytes, after checking the version hash over everything."""
+    extra = _eval_bytes(store, version, manifest)
+    if content_version(raw, manifest.source_offsets, extra) != version:
+        raise SnapshotFormatError(
+            f"snapshot {version}: {DATA_FILE} or {EVAL_FILE} does not match its version "
+            "hash (changed or damaged since it was written)"
+        )
+    return extra
+
+
+def read_eval_table(store: Path | str, version: str | None = None):
+    """The evaluation slice of ``version`` (default: ``LATEST``) as a pyarrow Table, or
+    None when the snapshot has none. Verified like :func:`read_table`: rows drawn
+    uniformly from a hash-selected share of the stream that training never saw, in the
+    stream's natural class mix; ``label`` is each event's first label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    version = version or latest_version(store)
+    if version is None:
+        raise SnapshotFormatError(f"snapshot store {store}: no snapshots yet")
+    check_version(version)
+    manifest = read_manifest(store, version)
+    if manifest.eval_rows == 0:
+        return None
+    try:
+        raw = read_store_file(store, f"{version}/{DATA_FILE}")
+    except FileNotFoundError:
+        raise SnapshotFormatError(f"snapshot {version}: no {DATA_FILE} in {store}") from None
+    extra = _verify(store, version, manifest, raw)
+    try:
+        table = pq.read_table(io.BytesIO(extra))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise SnapshotFormatError(f"snapshot {version}: {EVAL_FILE} is unreadable ({e})") from None
+    check_table(table, f"snapshot {version} ({EVAL_FILE})")
+    if table.num_rows != manifest.eval_rows:
+        raise SnapshotFormatError(
+            f"snapshot {version}: {table.num_rows} evaluation rows, the manifest says "
+            f"{manifest.eval_rows}"
         )
     return table
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampler import QuotaPolicy
+from sampler import EVAL_LABEL, QuotaPolicy
 from stratastream.errors import ConfigError
 
 
@@ -71,6 +71,7 @@ class SamplerSection:
     half_life: float | None
     seed: int
     multilabel: str
+    eval_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ class Settings:
     global_cap: int = 100_000
     max_labels: int = 256
     on_label_overflow: str = "label"
+    # share of events (by a hash of the event key) kept out of training in a uniform,
+    # natural-mix evaluation reservoir published beside each snapshot; 0 turns it off
+    eval_fraction: float = 0.02
+    eval_capacity: int = 5_000
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
     stall_timeout_s: float = 60.0  # /health turns 503 after this long without progress
     metrics_max_labels: int = 100  # per-label series; the rest are summed as __other__
@@ -269,6 +274,10 @@ class Settings:
                 f"snapshot_url: expected a URL such as s3://bucket/prefix, got "
                 f"{self.snapshot_url!r}"
             )
+        if not 0.0 <= self.eval_fraction <= 0.5:
+            raise ConfigError(f"eval_fraction: must be in [0, 0.5], got {self.eval_fraction!r}")
+        if self.eval_capacity < 1:
+            raise ConfigError(f"eval_capacity: must be >= 1, got {self.eval_capacity!r}")
         _ = self.sampler  # QuotaPolicy validates the sampler settings
         if self.sampler_mode not in ("uniform", "decayed"):
             raise ConfigError(
@@ -320,11 +329,17 @@ class Settings:
                 global_cap=self.global_cap,
                 max_labels=self.max_labels,
                 on_overflow=self.on_label_overflow,
+                per_label=(
+                    {EVAL_LABEL: (self.eval_capacity, self.eval_capacity)}
+                    if self.eval_fraction > 0
+                    else {}
+                ),
             ),
             self.sampler_mode,
             self.sampler_half_life_s if self.sampler_mode == "decayed" else None,
             self.sampler_seed,
             self.multilabel,
+            self.eval_fraction,
         )
 
     @property

@@ -51,6 +51,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         trigger="manual",
         progress=True,
         test_set=a.test_set,
+        promote_metric=a.promote_metric,
+        confidence=a.confidence,
     )
     _print_outcome(out)
     return 0
@@ -65,7 +67,7 @@ def _print_outcome(out) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("snapshot", m["snapshot_version"])
-    t.add_row("macro-F1 (held-out)", f"{out.macro_f1:.4f}")
+    t.add_row(f"macro-F1 ({m.get('compared_on', 'held-out split')})", f"{out.macro_f1:.4f}")
     t.add_row(
         "macro precision / recall",
         f"{m['metrics']['macro_precision']:.4f} / {m['metrics']['macro_recall']:.4f}",
@@ -99,6 +101,8 @@ def cmd_follow(a: argparse.Namespace) -> int:
         min_new_events=a.min_new_events,
         margin=a.margin,
         test_set=a.test_set,
+        promote_metric=a.promote_metric,
+        confidence=a.confidence,
     )
     if a.metrics_port:
         from prometheus_client import start_http_server
@@ -224,7 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
             "--margin",
             type=float,
             default=0.0,
-            help="promote only if macro-F1 beats the promoted model by this much",
+            help="promote only if the promotion metric beats the promoted model by this much "
+            "(at the --confidence lower bound)",
+        )
+        sp.add_argument(
+            "--promote-metric",
+            choices=["macro_f1", "accuracy", "balanced_accuracy"],
+            default="macro_f1",
+            help="what promotion compares, on the external test set, else the snapshot's "
+            "evaluation slice, else the held-out split",
+        )
+        sp.add_argument(
+            "--confidence",
+            type=float,
+            default=0.95,
+            help="one-sided paired-bootstrap confidence that the gain exceeds --margin "
+            "(0: compare point estimates)",
         )
 
     t = sub.add_parser("train", help="train on a snapshot and register the model")

@@ -112,6 +112,38 @@ def load_snapshot(
     return SnapshotData(version, names, x, y, multi, w, table.column("id").to_pylist(), manifest)
 
 
+def load_eval_slice(store: Path | str, version: str, label_names: list[str]) -> SnapshotData | None:
+    """The snapshot's evaluation slice (``eval.parquet``): events the worker kept out of
+    every training reservoir, drawn uniformly, in the stream's natural class mix; rows of
+    labels outside ``label_names`` are left out. None when the snapshot has no slice."""
+    try:
+        table = snapshot_format.read_eval_table(store, version)
+    except SnapshotFormatError as e:
+        raise TrainerError(str(e)) from None
+    if table is None:
+        return None
+    index = {n: i for i, n in enumerate(label_names)}
+    labels = table.column("label").to_pylist()
+    keep = np.array([lab in index for lab in labels], dtype=bool)
+    if not keep.any():
+        return None
+    feats = table.column("features").combine_chunks()
+    dim = feats.type.list_size
+    x = feats.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)[keep]
+    if not np.isfinite(x).all():
+        raise TrainerError(f"snapshot {version!r}: non-finite features in the evaluation slice")
+    y = np.array([index[v] for v, k in zip(labels, keep, strict=True) if k], dtype=np.int64)
+    multi = np.zeros((y.shape[0], len(label_names)), dtype=np.float32)
+    rows = [labs for labs, k in zip(table.column("labels").to_pylist(), keep, strict=True) if k]
+    for r, labs in enumerate(rows):
+        for lab in labs:
+            if lab in index:
+                multi[r, index[lab]] = 1.0
+    ids = [i for i, k in zip(table.column("id").to_pylist(), keep, strict=True) if k]
+    return SnapshotData(f"eval:{version}", list(label_names), x, y, multi, np.ones(y.shape[0]),
+                        ids, {})  # fmt: skip
+
+
 def load_test_set(path: Path | str, label_names: list[str]) -> SnapshotData:
     """An external test set: a Parquet file or JSON lines with ``label`` (a name) and
     ``features`` (numbers) per row, drawn from the stream's natural mix by the user.

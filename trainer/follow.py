@@ -50,8 +50,11 @@ class Follower:
         margin: float = 0.0,
         group_id: str = "stratastream-trainer",
         test_set: Path | str | None = None,
+        promote_metric: str = "macro_f1",
+        confidence: float = 0.95,
     ) -> None:
         self.test_set = test_set  # an external natural-mix test set that promotion uses
+        self.promote_metric, self.confidence = promote_metric, confidence
         self.store = store if "://" in str(store) else Path(store)
         self.registry, self.cfg = registry, cfg
         self.bootstrap = bootstrap
@@ -89,6 +92,8 @@ class Follower:
                 trigger=trigger,
                 progress=False,
                 test_set=self.test_set,
+                promote_metric=self.promote_metric,
+                confidence=self.confidence,
             )
         except TrainerError as e:
             self._fail(version, str(e))

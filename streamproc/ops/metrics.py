@@ -75,6 +75,13 @@ class WorkerMetrics:
             ["label"],
             registry=r,
         )
+        self.eval_slice = Gauge(
+            "strata_eval_slice_events",
+            "Evaluation slice (kept out of training): events seen and retained, summed "
+            "over owned partitions",
+            ["kind"],
+            registry=r,
+        )
         self.balance_ratio = Gauge(
             "strata_balance_ratio",
             "Smallest over largest per-label count in the latest snapshot",
@@ -239,9 +246,17 @@ class WorkerMetrics:
         return "__other__"
 
     def set_labels(
-        self, seen: dict[str, int], retained: dict[str, int], capacity: dict[str, int]
+        self,
+        seen: dict[str, int],
+        retained: dict[str, int],
+        capacity: dict[str, int],
+        eval_slice: tuple[int, int] = (0, 0),
     ) -> None:
-        """Per-label gauges, the ``max_labels`` most frequent by name, the rest as __other__."""
+        """Per-label gauges, the ``max_labels`` most frequent by name, the rest as __other__.
+        The evaluation slice (events seen, retained) has its own gauge, not a label series;
+        ``seen`` counts every event of a label, the slice's included."""
+        self.eval_slice.labels("seen").set(eval_slice[0])
+        self.eval_slice.labels("retained").set(eval_slice[1])
         top = sorted(seen, key=lambda k: (-seen[k], k))[: self.max_labels]
         shown = set(top)
         agg = {"seen": {}, "retained": {}, "capacity": {}}

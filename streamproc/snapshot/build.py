@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sampler import LabelReservoirs, balance_ratio
+from sampler import EVAL_LABEL, LabelReservoirs, balance_ratio
 from snapshot_format import (
     SnapshotFormatError,
     SnapshotManifest,
@@ -117,7 +117,6 @@ def build_snapshot(
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     shards = read_shards(shards_dir)
     if not shards:
@@ -133,29 +132,39 @@ def build_snapshot(
             zero_copy_only=False
         )
     names = pa.array([n if n is not None else "" for n in merged.names], pa.string())
-    lab = it.labels[keep]
     dim = cols["features"].shape[1]
-    k = pa.array(keep)
-    table = pa.Table.from_arrays(
-        [
-            names.take(pa.array(lab.astype(np.int32))),
-            cols["labels"].filter(k),
-            pa.array(cols["ts"][keep]),
-            pa.FixedSizeListArray.from_arrays(pa.array(cols["features"][keep].reshape(-1)), dim),
-            cols["payload"].filter(k),
-            cols["id"].filter(k),
-            pa.array(cols["partition"][keep]),
-            pa.array(cols["offset"][keep]),
-            pa.array(it.inclusion[keep]),
-            pa.array(it.ht_weights[keep]),
-        ],
-        schema=arrow_schema(dim),
-    )
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    data = buf.getvalue()
+    eval_lid = merged.label_id(EVAL_LABEL) if EVAL_LABEL in merged.labels else -1
+    is_eval = it.labels == eval_lid
+
+    def table_of(sel: np.ndarray, label_column):
+        k = pa.array(sel)
+        return pa.Table.from_arrays(
+            [
+                label_column,
+                cols["labels"].filter(k),
+                pa.array(cols["ts"][sel]),
+                pa.FixedSizeListArray.from_arrays(pa.array(cols["features"][sel].reshape(-1)), dim),
+                cols["payload"].filter(k),
+                cols["id"].filter(k),
+                pa.array(cols["partition"][sel]),
+                pa.array(cols["offset"][sel]),
+                pa.array(it.inclusion[sel]),
+                pa.array(it.ht_weights[sel]),
+            ],
+            schema=arrow_schema(dim),
+        )
+
+    train_sel = keep & ~is_eval
+    lab = it.labels[train_sel]
+    table = table_of(train_sel, names.take(pa.array(lab.astype(np.int32))))
+    data = _parquet(table)
+    eval_sel = keep & is_eval
+    eval_data = b""
+    if eval_sel.any():  # an evaluation row's label is its event's first label
+        first = pc.list_element(cols["labels"].filter(pa.array(eval_sel)), 0)
+        eval_data = _parquet(table_of(eval_sel, first))
     offsets = {str(s.partition): s.next_offset for s in shards}
-    version = content_version(data, offsets)
+    version = content_version(data, offsets, eval_data)
     store.mkdir(parents=True, exist_ok=True)
     try:
         parent = latest_version(store)
@@ -165,22 +174,31 @@ def build_snapshot(
     if parent == version:
         return None
     counts = np.bincount(lab, minlength=len(merged.names)) if lab.size else []
-    retained = {n: 0 for n in merged.labels}
+    retained = {n: 0 for n in merged.labels if n != EVAL_LABEL}
     for i, c in enumerate(np.asarray(counts).tolist()):
         if c:
             retained[merged.names[i]] = int(c)
+    prefix = "eval_seen:"
+    eval_seen = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+    counters = {k: v for k, v in counters.items() if not k.startswith(prefix)}
+    seen = {n: v for n, v in merged.seen_counts().items() if n != EVAL_LABEL}
+    for n, v in eval_seen.items():
+        seen[n] = seen.get(n, 0) + v
     manifest = SnapshotManifest(
         version=version,
         parent=parent,
         created_at=time.time(),
         rows=table.num_rows,
-        seen=merged.seen_counts(),
+        seen=seen,
         retained=retained,
         balance_ratio=balance_ratio(retained),
+        event_balance_ratio=_event_balance(table, list(retained)),
         source_offsets=offsets,
         counters=counters,
         stability_vs_parent=_stability(store, parent, table),
         held_for_relabel=int((~keep).sum()),
+        eval_rows=int(eval_sel.sum()),
+        eval_seen=eval_seen,
         sampler={
             "mode": merged.mode,
             "half_life": merged.half_life,
@@ -188,10 +206,33 @@ def build_snapshot(
             "policy": merged.policy.to_dict(),
         },
     )
-    install_version(store, version, data, manifest.to_json())
+    install_version(store, version, data, manifest.to_json(), eval_data)
     write_latest(store, version)
     apply_retention(store, retention)
     return manifest
+
+
+def _event_balance(table, labels: list[str]) -> float:
+    """Balance of the labels the retained *events* carry: one count per distinct event id
+    and label (split mode keeps one row per label of an event)."""
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return 1.0
+    ids = table.column("id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(ids, return_index=True)
+    events = table.column("labels").combine_chunks().take(np.sort(first))
+    counts = pc.value_counts(pc.list_flatten(events)).to_pylist()
+    per = {c["values"]: c["counts"] for c in counts}
+    return balance_ratio({k: per.get(k, 0) for k in labels if per.get(k, 0)})
+
+
+def _parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
 
 
 def _stability(store: Path, parent: str | None, table) -> float | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from snapshot_format import (
     DATA_FILE,
+    EVAL_FILE,
     LATEST_FILE,
     MANIFEST_FILE,
     SnapshotFormatError,
@@ -48,8 +49,12 @@ def publish(url: str, local_store: Path, version: str, retention: int) -> None:
     root = root.rstrip("/")
     try:
         fs.makedirs(f"{root}/{version}", exist_ok=True)
-        for name in (DATA_FILE, MANIFEST_FILE):  # the manifest last: it makes it visible
-            fs.pipe_file(f"{root}/{version}/{name}", (local_store / version / name).read_bytes())
+        # the data files first, the manifest last: it makes the version visible
+        for name in (DATA_FILE, EVAL_FILE, MANIFEST_FILE):
+            path = local_store / version / name
+            if name == EVAL_FILE and not path.exists():
+                continue  # no evaluation slice (eval_fraction 0)
+            fs.pipe_file(f"{root}/{version}/{name}", path.read_bytes())
         fs.pipe_file(f"{root}/{LATEST_FILE}", version.encode())
         manifests = []
         for p in fs.glob(f"{root}/*/{MANIFEST_FILE}"):

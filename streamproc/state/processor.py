@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from sampler import LabelReservoirs, QuotaPolicy, expand_labels
+from sampler import EVAL_LABEL, LabelReservoirs, LabelRows, QuotaPolicy, eval_mask, expand_labels
 from stratastream.errors import LabelOverflowError
 from streamproc.decode.columns import pack
 from streamproc.decode.decoding import decode_batch
@@ -39,6 +39,9 @@ class SamplerConfig:
     half_life: float | None = None
     seed: int = 0
     multilabel: str = "primary"
+    # share of events kept out of training in the evaluation reservoir (label EVAL_LABEL,
+    # whose capacity the policy sets with a per_label override); 0 turns it off
+    eval_fraction: float = 0.0
 
     def new(self) -> LabelReservoirs:
         return LabelReservoirs(self.policy, self.mode, self.half_life, self.seed)
@@ -75,6 +78,8 @@ class PartitionProcessor:
                 )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
+        if sampler.eval_fraction > 0:  # its slot is taken before labels can fill the space
+            self.reservoirs.encode([EVAL_LABEL])
         # retained-set changes since the checkpoint; admissions point into _pending
         self._changes = RetainedChanges()
         self._pending = RecordColumns.empty()  # records of the admitted events
@@ -139,6 +144,7 @@ class PartitionProcessor:
         may list names no row has); -1 for a label the ``error`` overflow policy refuses."""
         vocab_ids = np.full(len(b.label_vocab), -1, np.int32)
         used = np.unique(b.label_codes)
+        used = used[[b.label_vocab[i] != EVAL_LABEL for i in used.tolist()]]  # reserved
         names = [b.label_vocab[i] for i in used.tolist()]
         try:
             vocab_ids[used] = self.reservoirs.encode(names)  # a few labels, not n
@@ -162,6 +168,8 @@ class PartitionProcessor:
             cap = self.reservoirs.policy.max_labels
             for i in np.flatnonzero(refused).tolist():
                 why = f"label: more than max_labels={cap} distinct labels (on_label_overflow=error)"
+                if EVAL_LABEL in b.labels_of(i):
+                    why = f"label: {EVAL_LABEL!r} is reserved for the evaluation slice"
                 row = orjson.dumps({"id": b.ids[i], "labels": b.labels_of(i)})
                 b.rejects.append(Reject(self.partition, int(b.offsets[i]), why, row))
         rows = expand_labels(b.label_offsets, np.maximum(ids, 0), mode=self.sampler.multilabel)
@@ -171,6 +179,7 @@ class PartitionProcessor:
                 event_index=rows.event_index[keep], labels=rows.labels[keep],
                 weights=rows.weights[keep],
             )  # fmt: skip
+        rows = self._eval_slice(b, rows, ids)
         ev = rows.event_index
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
@@ -187,9 +196,41 @@ class PartitionProcessor:
             self._pending.extend(recs)
             self.pending_bytes += recs.nbytes
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
-            r = np.flatnonzero(b.relabel & ~refused)
+            r = np.flatnonzero(b.relabel & ~refused & ~self._in_eval(b))
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
         return int(refused.sum())
+
+    def _eval_slice(self, b: DecodedBatch, rows: LabelRows, ids: np.ndarray) -> LabelRows:
+        """Rows of the evaluation slice's events go to the evaluation reservoir instead:
+        one row per event (weight 1) under EVAL_LABEL; their label rows are only counted
+        (``eval_seen:<label>`` counters), so seen counts still cover every event."""
+        frac = self.sampler.eval_fraction
+        if frac <= 0.0 or rows.event_index.shape[0] == 0:
+            return rows
+        sel = eval_mask(b.keys, self.sampler.seed, frac)
+        in_eval = sel[rows.event_index]
+        if not in_eval.any():
+            return rows
+        names = self.reservoirs.names
+        counts = np.bincount(rows.labels[in_eval], minlength=len(names))
+        for lid in np.flatnonzero(counts).tolist():
+            key = f"eval_seen:{names[lid]}"
+            self.counters[key] = self.counters.get(key, 0) + int(counts[lid])
+        events = np.unique(rows.event_index[in_eval])
+        eval_id = int(self.reservoirs.encode([EVAL_LABEL])[0])
+        if b.relabel is not None and b.relabel[events].any():
+            # a corrected event of the slice replaces its copy (new labels in its record)
+            r = events[b.relabel[events]]
+            self._evict(self.reservoirs.relabel(b.keys[r], np.full(r.shape[0], -1)))
+        keep = ~in_eval
+        return LabelRows(
+            np.concatenate([rows.event_index[keep], events]),
+            np.concatenate([rows.labels[keep], np.full(events.shape[0], eval_id, np.int32)]),
+            np.concatenate([rows.weights[keep], np.ones(events.shape[0])]),
+        )
+
+    def _in_eval(self, b: DecodedBatch) -> np.ndarray:
+        return eval_mask(b.keys, self.sampler.seed, self.sampler.eval_fraction)
 
     def _evict(self, out) -> None:
         self._changes.evict(out.evicted_labels, out.evicted_keys)

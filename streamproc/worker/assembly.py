@@ -35,7 +35,7 @@ def scrubber(d: DecodeSection) -> PiiScrubber | None:
 
 
 def sampler_config(s: SamplerSection) -> SamplerConfig:
-    return SamplerConfig(s.policy, s.mode, s.half_life, s.seed, s.multilabel)
+    return SamplerConfig(s.policy, s.mode, s.half_life, s.seed, s.multilabel, s.eval_fraction)
 
 
 def drift_config(d: DriftSection) -> DriftConfig:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sampler import EVAL_LABEL
 from snapshot_format import clean_leftovers
 from streamproc.decode.messages import by_partition
 from streamproc.ops.health import ProgressTracker
@@ -317,6 +318,7 @@ class IngestLoop:
         seen: dict[str, int] = defaultdict(int)
         retained: dict[str, int] = defaultdict(int)
         capacity: dict[str, int] = defaultdict(int)
+        eval_seen = eval_retained = 0
         for p in self.partitions.values():
             r = p.reservoirs
             for src, dst in (
@@ -326,6 +328,12 @@ class IngestLoop:
             ):
                 for k, v in src.items():
                     dst[k] += v
+            eval_retained += retained.pop(EVAL_LABEL, 0)
+            capacity.pop(EVAL_LABEL, None)
+            eval_seen += seen.pop(EVAL_LABEL, 0)
+            for k, v in p.counters.items():  # the slice's events, by label
+                if k.startswith("eval_seen:"):
+                    seen[k[len("eval_seen:") :]] += v
             # the high watermark cached from fetch responses (not the broker's end offsets)
             _, high = self._consumer.get_watermark_offsets(
                 TopicPartition(self.settings.events_topic, p.partition), cached=True
@@ -334,7 +342,7 @@ class IngestLoop:
                 lag = max(0, high - p.next_offset)
                 self.metrics.lag.labels(str(p.partition)).set(lag)
                 self.health.set_lag(p.partition, lag)
-        self.metrics.set_labels(seen, retained, capacity)
+        self.metrics.set_labels(seen, retained, capacity, (eval_seen, eval_retained))
         self.summary = {"seen": dict(seen), "retained_per_partition_sum": dict(retained)}
         self._summary_at = time.monotonic()
 

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from sampler import QuotaPolicy
+from sampler import EVAL_LABEL, QuotaPolicy
 from streamproc.decode.events import Limits
 from streamproc.snapshot.build import build_snapshot
 from streamproc.snapshot.shards import export_shard, write_shard
@@ -29,10 +29,13 @@ def make_snapshot(
     id_prefix: str = "e",
     partitions: int = 2,
     store: Path | None = None,
+    eval_fraction: float = 0.0,
+    eval_capacity: int = 1_000,
 ) -> tuple[str, np.ndarray]:
     """Events with label-dependent feature means (``sep`` = 0: uninformative features).
 
-    Returns the snapshot version and the true label frequencies of the stream.
+    ``eval_fraction`` > 0 keeps an evaluation slice (``eval_capacity`` rows) as the
+    worker does. Returns the snapshot version and the true label frequencies of the stream.
     """
     rng = np.random.default_rng(seed)
     p = 1.0 / np.arange(1, n_labels + 1) ** zipf_a
@@ -45,10 +48,12 @@ def make_snapshot(
             min_capacity=10,
             max_capacity=cap,
             boost_capacity=cap,
-            global_cap=cap * max(n_labels, 8),
-            max_labels=max(n_labels, 8),
+            global_cap=cap * max(n_labels, 8) + eval_capacity,
+            max_labels=max(n_labels, 8) + 1,
+            per_label={EVAL_LABEL: (eval_capacity, eval_capacity)} if eval_fraction else {},
         ),
         seed=seed,
+        eval_fraction=eval_fraction,
     )
     shard_dir = root / "shards"
     for part in range(partitions):

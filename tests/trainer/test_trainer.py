@@ -262,3 +262,48 @@ def test_an_external_test_set_scores_both_models_and_decides(learnable, tmp_path
     with pytest.raises(TrainerError, match="no-such-label"):
         train_and_register(store, reg, TrainConfig(**FAST), version, progress=False,
                            test_set=bad)  # fmt: skip
+
+
+# ------------------------------------------------------- evaluation slice and promotion
+def test_promotion_uses_the_evaluation_slice_with_an_interval(tmp_path: Path) -> None:
+    """A snapshot with an evaluation slice: both models are scored on the slice (natural
+    mix, never trained on); promotion needs the bootstrap lower bound above the margin."""
+    from trainer.data import load_eval_slice
+    from trainer.pipeline import train_and_register
+
+    store = tmp_path / "snapshots"
+    v, prior = make_snapshot(tmp_path, 20_000, 4, seed=2, zipf_a=1.2, eval_fraction=0.1)
+    sl = load_eval_slice(store, v, ["L0", "L1", "L2", "L3"])
+    assert sl is not None and sl.n == 1_000
+    # natural mix: the slice's most common label is the stream's (a 4-way chi-square)
+    from scipy import stats
+
+    got = np.bincount(sl.labels, minlength=4)
+    assert stats.chisquare(got, prior * sl.n).pvalue > 1e-3
+    reg = ModelRegistry(tmp_path / "reg")
+    cfg = TrainConfig(epochs=6, seed=0)
+    first = train_and_register(store, reg, cfg, v, progress=False)
+    assert first.promoted and first.entry.meta["compared_on"] == "evaluation slice"
+    assert first.entry.meta["metrics_eval_slice"]["n"] == 1_000
+    # the same recipe again: no real gain, so the interval keeps the promoted model
+    again = train_and_register(store, reg, cfg, v, progress=False)
+    p = again.entry.meta["promotion"]
+    assert not again.promoted
+    assert p["metric"] == "macro_f1" and p["rows"] == 1_000 and p["low"] <= 0.0 <= p["high"]
+
+
+def test_bootstrap_comparison_needs_enough_rows() -> None:
+    """The same 4-point accuracy gain: not enough on 50 rows, enough on 5,000 (fixed seeds;
+    the small case's 95% lower bound is about -0.06, the large case's about +0.03)."""
+    from trainer.promotion import compare
+
+    rng = np.random.default_rng(0)
+    for n, expect in ((50, False), (5_000, True)):
+        y = rng.integers(0, 3, n)
+        old = np.where(rng.random(n) < 0.80, y, (y + 1) % 3)
+        new = np.where(rng.random(n) < 0.84, y, (y + 1) % 3)
+        c = compare(y, new, old, 3, "accuracy", confidence=0.95, seed=1)
+        assert c.promote is expect, (n, c)
+    y = rng.integers(0, 3, 2_000)
+    same = compare(y, y, y, 3, "macro_f1", confidence=0.95)
+    assert not same.promote and same.diff == 0.0  # a tie never promotes
