@@ -104,6 +104,13 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
+        self.state_quarantined = Counter(
+            "strata_state_quarantined",
+            "Partition state stores found unreadable at open, moved to "
+            "<state_dir>/quarantine/ and rebuilt from the latest shard and the log",
+            ["partition"],
+            registry=r,
+        )
         self.snapshot_failures = Counter(
             "strata_snapshot_failures",
             "Snapshot builds that failed (logged with the reason; ingestion goes on)",

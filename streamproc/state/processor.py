@@ -70,9 +70,9 @@ class PartitionProcessor:
         else:
             self.reservoirs = LabelReservoirs.from_bytes(ckpt.reservoirs)
             if not self.reservoirs.compatible_with(sampler.new()):
-                from stratastream.errors import StateError
+                from stratastream.errors import ConfigError
 
-                raise StateError(
+                raise ConfigError(
                     f"partition {partition}: stored reservoirs were built with a "
                     "different sampler configuration; clear the state directory"
                 )

@@ -116,6 +116,7 @@ class IngestLoop:
             settings.snapshot_dir,
             lambda p, store: PartitionProcessor(topic, p, store, sampler, lim, scrub),
             settings.state_sync,
+            on_quarantine=lambda p, where, why: self.metrics.state_quarantined.labels(str(p)).inc(),
         )
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
         self.drift = (

@@ -5,15 +5,24 @@ On assignment a partition resumes at the offset of its own checkpoint (never at 
 broker end offset or a committed offset). Its state is the local RocksDB store, or the
 partition's shard in the shared snapshot store when that is newer (the partition last
 ran on another machine).
+
+A store that cannot be read (a garbled, truncated or missing SST file, a deleted
+``CURRENT``, a checkpoint that does not decode) is never a crash loop: it is moved to
+``<state_dir>/quarantine/`` for inspection, and the partition is rebuilt from its latest
+shard plus a replay of the log after it, or from the log start when there is no shard.
+The sampler is a pure function of the events, so the rebuilt state is the one an
+uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stratastream.errors import ConfigError
 from streamproc.snapshot.shards import read_shard, shard_changes, shard_dir
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import Checkpoint, RocksPartitionStore
@@ -31,11 +40,13 @@ class PartitionSet:
         snapshot_store: Path,
         open_processor: Callable[[int, RocksPartitionStore], PartitionProcessor],
         sync: bool = False,
+        on_quarantine: Callable[[int, Path, str], None] | None = None,
     ) -> None:
         self.topic = topic
         self.state_dir, self.snapshot_store = state_dir, snapshot_store
         self.open_processor = open_processor
         self.sync = sync
+        self.on_quarantine = on_quarantine  # (partition, where it went, why): metrics
         self.processors: dict[int, PartitionProcessor] = {}
 
     def __len__(self) -> int:
@@ -51,10 +62,44 @@ class PartitionSet:
         return self.state_dir / f"{self.topic}-{p:05d}"
 
     def open(self, p: int) -> PartitionProcessor:
-        """Open partition ``p`` (restoring from its shard when that is newer)."""
+        """Open partition ``p`` (restoring from its shard when that is newer); an
+        unreadable store is quarantined and the partition rebuilt (module docstring)."""
+        try:
+            return self._open(p)
+        except ConfigError:  # the state is fine; the settings changed: say so, loudly
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to read the state is handled
+            moved = self._quarantine(p, e)
+        log.error(
+            "partition %d: state store unreadable (%s); moved to %s for inspection, "
+            "rebuilding from the latest shard and the log",
+            p, _short(moved[1]), moved[0],
+        )  # fmt: skip
+        if self.on_quarantine is not None:
+            self.on_quarantine(p, moved[0], moved[1])
+        return self._open(p)
+
+    def _quarantine(self, p: int, error: BaseException) -> tuple[Path, str]:
+        path = self.store_path(p)
+        dest = self.state_dir / "quarantine" / f"{path.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.rename(dest)
+        return dest, f"{type(error).__name__}: {error}"
+
+    def _open(self, p: int) -> PartitionProcessor:
         path = self.store_path(p)
         store = RocksPartitionStore(path, self.sync)
-        ckpt = store.load_checkpoint()
+        try:
+            store.verify()
+            ckpt = store.load_checkpoint()
+        except BaseException:
+            store.close()
+            raise
         shard = read_shard(shard_dir(self.snapshot_store), p)
         if shard is not None and shard.next_offset > (ckpt.next_offset if ckpt else 0):
             log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
@@ -65,7 +110,11 @@ class PartitionSet:
                 Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)),
                 shard_changes(shard),
             )
-        proc = self.open_processor(p, store)
+        try:
+            proc = self.open_processor(p, store)
+        except BaseException:
+            store.close()
+            raise
         self.processors[p] = proc
         return proc
 
@@ -79,3 +128,7 @@ class PartitionSet:
     def close_all(self) -> None:
         for p in list(self.processors):
             self.release(p)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

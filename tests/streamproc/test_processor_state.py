@@ -10,7 +10,7 @@ import pytest
 
 from sampler import QuotaPolicy
 from snapshot_format import list_manifests as list_snapshots
-from stratastream.errors import StateError
+from stratastream.errors import ConfigError
 from streamproc.decode.events import Limits
 from streamproc.snapshot.build import build_snapshot
 from streamproc.snapshot.shards import export_shard, write_shard
@@ -129,7 +129,7 @@ def test_incompatible_stored_state_is_refused(tmp_path: Path) -> None:
     p.checkpoint()
     p.store.close()
     other = SamplerConfig(CFG.policy, seed=6)
-    with pytest.raises(StateError, match="different sampler configuration"):
+    with pytest.raises(ConfigError, match="different sampler configuration"):
         PartitionProcessor("events", 0, RocksPartitionStore(tmp_path / "s"), other, LIM)
 
 
