@@ -69,12 +69,15 @@ class PartitionProcessor:
             self.counters = {"events": 0, "accepted": 0, "rejected": 0, "rows": 0}
         else:
             self.reservoirs = LabelReservoirs.from_bytes(ckpt.reservoirs)
-            if not self.reservoirs.compatible_with(sampler.new()):
+            fresh = sampler.new()
+            if not self.reservoirs.compatible_with(fresh):
                 from stratastream.errors import ConfigError
 
                 raise ConfigError(
                     f"partition {partition}: stored reservoirs were built with a "
-                    "different sampler configuration; clear the state directory"
+                    f"different sampler configuration ({_differences(self.reservoirs, fresh)}); "
+                    "restore the settings, or clear the state directory and the shards to "
+                    "rebuild from the log"
                 )
             self.next_offset = ckpt.next_offset
             self.counters = dict(ckpt.counters)
@@ -283,3 +286,15 @@ class PartitionProcessor:
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return ckpt
+
+
+def _differences(stored: LabelReservoirs, wanted: LabelReservoirs) -> str:
+    """Which sampler settings differ, as ``name: stored -> configured``."""
+    out = []
+    for name in ("mode", "half_life", "seed", "time_origin"):
+        a, b = getattr(stored, name), getattr(wanted, name)
+        if a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    pa, pb = stored.policy.to_dict(), wanted.policy.to_dict()
+    out += [f"policy.{k}: {pa[k]!r} -> {pb[k]!r}" for k in pa if pa[k] != pb.get(k)]
+    return ", ".join(out) or "unknown difference"
