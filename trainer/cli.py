@@ -208,7 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch-size", type=int, default=1024)
         sp.add_argument("--lr", type=float, default=3e-3)
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--weighting", choices=["balanced", "prior"], default="balanced")
+        sp.add_argument(
+            "--weighting",
+            choices=["balanced", "prior", "events"],
+            default="balanced",
+            help="balanced: rows as sampled; prior: Horvitz-Thompson weights; events: "
+            "multi-label rows raked so every label is carried equally (event balance)",
+        )
         sp.add_argument(
             "--test-set",
             default=None,

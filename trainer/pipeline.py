@@ -127,6 +127,7 @@ def train_and_register(
             "objective": cfg.objective,
             "metrics_natural": res.report_natural.to_dict() if res.report_natural else None,
             "metrics_balanced": res.report_balanced.to_dict() if res.report_balanced else None,
+            "event_balance": res.event_balance,
             "losses": res.losses,
             "timings": {
                 "train_seconds": res.seconds,

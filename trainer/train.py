@@ -16,6 +16,7 @@ from .data import SnapshotData, in_eval_split, in_tuning_half
 from .errors import TrainerError
 from .metrics import EvalReport, evaluate_predictions
 from .model import LogitAdjust, build_model, prior_shift, standardizer_of
+from .weights import event_balance, event_balance_weights
 
 
 @dataclass
@@ -26,7 +27,10 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    weighting: str = "balanced"  # or "prior": loss weighted by Horvitz-Thompson weights
+    # "balanced": every row weighs 1 (the sample is label-balanced already); "prior": loss
+    # weighted by Horvitz-Thompson weights; "events": multi-label rows raked so that every
+    # label is carried by the same weighted number of rows (trainer.weights)
+    weighting: str = "balanced"
     # what the model is for, and what it is scored and promoted on:
     # "natural": predictions under the stream's class prior (post-hoc logit adjustment by
     #            the Horvitz-Thompson prior), metrics weighted back to the stream's mix;
@@ -38,8 +42,10 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
 
     def __post_init__(self) -> None:
-        if self.weighting not in ("balanced", "prior"):
-            raise TrainerError(f"weighting: expected 'balanced' or 'prior', got {self.weighting!r}")
+        if self.weighting not in ("balanced", "prior", "events"):
+            raise TrainerError(
+                f"weighting: expected 'balanced', 'prior' or 'events', got {self.weighting!r}"
+            )
         if self.objective not in ("natural", "balanced"):
             raise TrainerError(
                 f"objective: expected 'natural' or 'balanced', got {self.objective!r}"
@@ -69,6 +75,9 @@ class TrainResult:
     report_natural: EvalReport | None = None  # metrics weighted to the stream's class mix
     report_balanced: EvalReport | None = None  # metrics on the balanced sample as it is
     thresholds: list[float] | None = None  # multi-label: per-label decision thresholds
+    # smallest over largest count of training rows carrying each label, unweighted and
+    # under the training weights (what the model sees)
+    event_balance: dict[str, float] = field(default_factory=dict)
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -104,11 +113,16 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
     std = standardizer_of(model)
     if std is not None:
         std.fit(x.to(device))
-    w = (
-        torch.ones(tr_data.n)
-        if cfg.weighting == "balanced"
-        else torch.from_numpy(tr_data.ht_weight / tr_data.ht_weight.mean()).float()
-    )
+    if cfg.weighting == "prior":
+        w = torch.from_numpy(tr_data.ht_weight / tr_data.ht_weight.mean()).float()
+    elif cfg.weighting == "events":
+        w = torch.from_numpy(event_balance_weights(tr_data.multi_hot)).float()
+    else:
+        w = torch.ones(tr_data.n)
+    balance = {
+        "rows_carrying_label": event_balance(tr_data.multi_hot),
+        "weighted": event_balance(tr_data.multi_hot, w.numpy()),
+    }
     target = (
         torch.from_numpy(tr_data.multi_hot) if cfg.multilabel else torch.from_numpy(tr_data.labels)
     )
@@ -179,6 +193,7 @@ def train(data: SnapshotData, cfg: TrainConfig, progress: bool = True) -> TrainR
         natural,
         balanced,
         thresholds,
+        balance,
     )
 
 
