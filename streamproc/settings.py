@@ -158,6 +158,14 @@ class Settings:
     eval_capacity: int = 5_000
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
     stall_timeout_s: float = 60.0  # /health turns 503 after this long without progress
+    # when a partition's log is not the one its checkpoint was taken on (truncated,
+    # recreated, restored, or its start moved past the checkpoint): "fail" pauses the
+    # partition and reports unhealthy; "reset" quarantines its state and rebuilds it from
+    # the log start; "continue" keeps the state and consumes from the log start
+    on_log_rewind: str = "fail"
+    # a partition resumes one message before its checkpoint; when that message has not
+    # arrived after this long (and the broker answers), the log no longer holds it
+    log_check_s: float = 15.0
     metrics_max_labels: int = 100  # per-label series; the rest are summed as __other__
     drift_enabled: bool = True
     drift_topic: str = "drift"
@@ -263,6 +271,12 @@ class Settings:
         for name in ("hitl_token", "admin_token"):
             if 0 < len(getattr(self, name)) < 16:
                 raise ConfigError(f"{name}: must be empty (off) or 16+ characters")
+        if not 0 < self.log_check_s <= 3_600:
+            raise ConfigError(f"log_check_s: must be in (0, 3600], got {self.log_check_s!r}")
+        if self.on_log_rewind not in ("fail", "reset", "continue"):
+            raise ConfigError(
+                f"on_log_rewind: must be 'fail', 'reset' or 'continue', got {self.on_log_rewind!r}"
+            )
         if self.multilabel not in ("primary", "split"):
             raise ConfigError(f"multilabel: must be 'primary' or 'split', got {self.multilabel!r}")
         if not (self.broker == "embedded" or self.broker.startswith("kafka://")):

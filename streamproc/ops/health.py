@@ -27,6 +27,7 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._pending_since: dict[int, float] = {}  # partition -> first uncommitted processing
         self._lag: dict[int, int] = {}
+        self._problems: dict[int, str] = {}  # partition -> why it is stopped
         self._consumed_at = time.time()
         self._running: bool | None = None  # None: not started yet (healthy, not ready)
         self.assigned_once = False
@@ -54,6 +55,14 @@ class ProgressTracker:
             self._pending_since.pop(partition, None)
             self._lag.pop(partition, None)
 
+    def set_problem(self, partition: int, reason: str | None) -> None:
+        """A partition stopped for a reason an operator must see (None: resolved)."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(partition, None)
+            else:
+                self._problems[partition] = reason
+
     def set_lag(self, partition: int, lag: int) -> None:
         with self._lock:
             self._lag[partition] = lag
@@ -72,6 +81,7 @@ class ProgressTracker:
                         f"{now - since:.0f}s (> {bound:g}s)"
                     )
             lag = sum(v for v in self._lag.values() if v > 0)
+            reasons += [f"partition {p}: {why}" for p, why in sorted(self._problems.items())]
         if lag > 0 and now - self._consumed_at > bound:
             reasons.append(
                 f"{lag} messages waiting but nothing consumed for "

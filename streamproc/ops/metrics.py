@@ -104,6 +104,13 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
+        self.log_rewinds = Counter(
+            "strata_log_rewinds",
+            "Partitions whose log was not the one their checkpoint was taken on (truncated, "
+            "recreated, restored, or its start moved past the checkpoint), by policy applied",
+            ["partition", "policy"],
+            registry=r,
+        )
         self.state_quarantined = Counter(
             "strata_state_quarantined",
             "Partition state stores found unreadable at open, moved to "

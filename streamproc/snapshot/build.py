@@ -52,7 +52,8 @@ def _merge(shards: list[Shard]) -> tuple[LabelReservoirs, dict[str, int], list[l
         names.append(list(r.names))
         merged = r if merged is None else merged.merge(r)
         for k, v in s.counters.items():
-            counters[k] = counters.get(k, 0) + int(v)
+            if not k.startswith("_"):  # not a count (the log fingerprint)
+                counters[k] = counters.get(k, 0) + int(v)
     assert merged is not None
     return merged, counters, names
 

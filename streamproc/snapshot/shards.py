@@ -82,19 +82,19 @@ def shard_dir(store: Path) -> Path:
     return Path(store) / SHARDS_DIR
 
 
-def _path(shards: Path, partition: int) -> Path:
+def shard_path(shards: Path, partition: int) -> Path:
     return shards / f"p{partition:05d}.shard"
 
 
 def write_shard(shards: Path, shard: Shard) -> Path:
     shards.mkdir(parents=True, exist_ok=True)
-    path = _path(shards, shard.partition)
+    path = shard_path(shards, shard.partition)
     atomic_write(path, encode_shard(shard))
     return path
 
 
 def read_shard(shards: Path, partition: int) -> Shard | None:
-    p = _path(shards, partition)
+    p = shard_path(shards, partition)
     if not p.exists():
         return None
     return decode_shard(p.read_bytes(), str(p))

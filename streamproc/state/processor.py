@@ -12,6 +12,7 @@ checkpoint exclude those events, so the replay ends in the state of a run that n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,22 @@ class SamplerConfig:
 
 
 log = logging.getLogger(__name__)
+
+# A fingerprint of the last message a partition processed (a hash of its bytes, at
+# ``next_offset - 1``), kept with the checkpoint's counters so that a restarted worker can
+# tell whether the log under it is still the one it read (see ``check_log``). Not a count:
+# snapshots leave it out of their summed counters.
+LOG_FINGERPRINT = "_log_fingerprint"
+
+
+def message_fingerprint(value: bytes | None) -> int:
+    """A signed 63-bit hash of a message's bytes (a tombstone has its own value).
+
+    >>> message_fingerprint(b"x") == message_fingerprint(b"x") != message_fingerprint(None)
+    True
+    """
+    data = b"\x00tombstone" if value is None else bytes(value)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
 class PartitionProcessor:
@@ -92,6 +109,8 @@ class PartitionProcessor:
         self.committed_offset = self.next_offset  # committed to Kafka (set by the worker)
         self.last_checkpoint = time.monotonic()
         self.last_batch: DecodedBatch | None = None
+        # the first messages after opening must show that the log is the one checkpointed
+        self.log_checked = self.next_offset == 0
 
     def process(
         self, messages: RawMessages | list[tuple[int, bytes | None, float | None]]
@@ -110,12 +129,51 @@ class PartitionProcessor:
         batch = self._decode(raw)
         dropped = self._apply(batch)
         self.last_batch = batch
-        self.next_offset = int(raw.offsets.max()) + 1
+        last = int(np.argmax(raw.offsets))
+        self.next_offset = int(raw.offsets[last]) + 1
+        self.counters[LOG_FINGERPRINT] = message_fingerprint(raw.value(last))
         self.counters["events"] += len(raw)
         self.counters["accepted"] += len(batch) - dropped
         self.counters["rejected"] += len(batch.rejects)
         self.since_checkpoint += len(batch) + len(batch.rejects) - dropped  # frame rows too
         return batch.rejects
+
+    def resume_offset(self) -> int:
+        """Where the consumer should start: one message before the checkpoint, so that
+        :meth:`check_log` sees the last message processed again (it is skipped)."""
+        return self.next_offset - 1 if not self.log_checked else self.next_offset
+
+    def check_log(self, raw: RawMessages) -> str | None:
+        """On the first messages after opening, whether the log is still the one this
+        partition's checkpoint was taken on: the message at ``next_offset - 1`` must come
+        first, with the bytes processed then. None when it is (or cannot be told: the
+        log start moved exactly to ``next_offset``, nothing lost); otherwise what changed.
+        """
+        if self.log_checked or len(raw) == 0:
+            return None
+        self.log_checked = True
+        n = self.next_offset
+        first = int(np.argmin(raw.offsets))
+        at = int(raw.offsets[first])
+        if at == n:
+            return None  # the log starts at our position: nothing is missing
+        if at > n:
+            return (
+                f"the log now starts at offset {at}, after the checkpoint's {n}: the "
+                f"{at - n} events in [{n}, {at}) are gone (retention, deletion or a restore)"
+            )
+        if at < n - 1:
+            return (
+                f"offset {n - 1}, the last one processed, is beyond the log's end: the log "
+                f"was truncated or recreated (consuming restarted at offset {at})"
+            )
+        want = self.counters.get(LOG_FINGERPRINT)
+        if want is not None and message_fingerprint(raw.value(first)) != want:
+            return (
+                f"the message at offset {n - 1} is not the one processed: the topic was "
+                "recreated or restored under the same name"
+            )
+        return None
 
     def _decode(self, raw: RawMessages) -> DecodedBatch:
         """Decode a batch; should the decoder raise (a defect, not bad input: bad input is

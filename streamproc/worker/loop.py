@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from sampler import EVAL_LABEL
 from snapshot_format import clean_leftovers
 from streamproc.decode.messages import by_partition
@@ -128,6 +130,7 @@ class IngestLoop:
         self.held_items: set[str] = set()  # item ids below the annotation-agreement bar
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
+        self._log_checks: dict[int, float] = {}  # partition -> when its first message is due
         self._consumer = None
         self._producer = None
         self.checkpointer: Checkpointer | None = None
@@ -188,7 +191,10 @@ class IngestLoop:
         out = []
         for tp in partitions:
             proc = self.partitions.open(tp.partition)
-            out.append(TopicPartition(tp.topic, tp.partition, proc.next_offset))
+            # one message early: the first message must be the last one processed
+            out.append(TopicPartition(tp.topic, tp.partition, proc.resume_offset()))
+            if not proc.log_checked:
+                self._log_checks[tp.partition] = time.monotonic() + self.settings.log_check_s
             log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
         consumer.assign(out)
         self.health.assigned_once = True
@@ -266,6 +272,8 @@ class IngestLoop:
                     timeout = max(_BUSY_TIMEOUT_S, _IDLE_S - (now - last_message))
                 if time.monotonic() - self._summary_at > 0.5:
                     self._publish_summary()
+                if self._log_checks:
+                    self._overdue_log_checks()
                 self.checkpointer.maybe(self.partitions.values())
                 if self.drift is not None and self.drift.due():
                     self._drift_check()
@@ -288,6 +296,10 @@ class IngestLoop:
         proc = self.partitions.get(part)
         if proc is None:  # revoked meanwhile; the new owner replays from its checkpoint
             return False
+        if not proc.log_checked:
+            problem = proc.check_log(raw)
+            if problem is not None:
+                return self._log_rewound(proc, problem, raw)
         t = time.perf_counter()
         accepted = proc.counters["accepted"]
         rejects = proc.process(raw)
@@ -311,6 +323,97 @@ class IngestLoop:
         # bounds what a partition holds in memory within one large batch
         self.checkpointer.maybe([proc])
         return True
+
+    def _overdue_log_checks(self) -> None:
+        """A partition assigned one message before its checkpoint gets that message at
+        once when the log still holds it. When it has not come by ``log_check_s`` and the
+        broker answers, the offset is not in the log: the log was truncated or recreated
+        (a broker that resets out-of-range fetches shows it sooner, in ``check_log``)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        now = time.monotonic()
+        for part, due in list(self._log_checks.items()):
+            proc = self.partitions.get(part)
+            if proc is None or proc.log_checked:
+                self._log_checks.pop(part, None)
+                continue
+            if now < due:
+                continue
+            tp = TopicPartition(self.settings.events_topic, part)
+            try:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
+            except KafkaException as e:  # the broker does not answer: that is not proof
+                log.warning("partition %d: log check postponed, broker unreachable: %s", part, e)
+                self._log_checks[part] = now + self.settings.log_check_s
+                continue
+            self._log_checks.pop(part, None)
+            n = proc.next_offset
+            if low > n:
+                problem = (
+                    f"the log now starts at offset {low}, after the checkpoint's {n}: the "
+                    f"{low - n} events in [{n}, {low}) are gone (retention, deletion or a restore)"
+                )
+            else:
+                problem = (
+                    f"offset {n - 1}, the last one processed, is beyond the log's end: no "
+                    f"message there after {self.settings.log_check_s:g}s (the broker reports "
+                    f"offsets [{low}, {high})): the log was truncated or recreated"
+                )
+            proc.log_checked = True
+            self._log_rewound(proc, problem, None)
+
+    def _log_rewound(self, proc: PartitionProcessor, problem: str, raw) -> bool:
+        """The partition's log is not the one its checkpoint was taken on: never skip
+        silently. Apply ``on_log_rewind``, count it, log it, announce it on the drift
+        topic. Returns False: this batch of the partition is not processed."""
+        from confluent_kafka import TopicPartition
+
+        s = self.settings
+        part, policy = proc.partition, s.on_log_rewind
+        checkpoint = proc.next_offset
+        self.metrics.log_rewinds.labels(str(part), policy).inc()
+        tp = TopicPartition(s.events_topic, part)
+        first = int(raw.offsets.min()) if raw is not None else None
+        if policy == "fail":
+            self._consumer.pause([tp])
+            self.health.set_problem(
+                part, f"log changed under the checkpoint ({problem}); partition paused "
+                "(on_log_rewind=fail): inspect, then restart with on_log_rewind=reset or "
+                "continue",
+            )  # fmt: skip
+            log.error("partition %d: %s; paused (on_log_rewind=fail)", part, problem)
+        else:
+            low, _ = self._consumer.get_watermark_offsets(tp, timeout=10)
+            start = max(0, int(low))
+            if policy == "reset":  # a new log: the old state goes to quarantine
+                self.partitions.release(part)
+                self.partitions.quarantine(part, problem)
+                proc = self.partitions.open(part)
+            proc.next_offset = start
+            proc.log_checked = True
+            self._consumer.seek(TopicPartition(s.events_topic, part, start))
+            log.error(
+                "partition %d: %s; %s from the log start (offset %d, on_log_rewind=%s)",
+                part, problem, "state reset, rebuilding" if policy == "reset" else
+                "state kept, consuming", start, policy,
+            )  # fmt: skip
+        self._producer.produce(
+            s.drift_topic,
+            orjson.dumps(
+                {
+                    "action": "log_rewind",
+                    "partition": part,
+                    "events_topic": s.events_topic,
+                    "checkpoint_offset": checkpoint,
+                    "first_offset": first,
+                    "reason": problem,
+                    "policy": policy,
+                    "at": time.time(),
+                }
+            ),  # fmt: skip
+            key=b"*",
+        )
+        return False
 
     def _publish_summary(self) -> None:
         """Per-label totals and lag, at most twice a second (not per batch)."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stratastream.errors import ConfigError
-from streamproc.snapshot.shards import read_shard, shard_changes, shard_dir
+from streamproc.snapshot.shards import read_shard, shard_changes, shard_dir, shard_path
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import Checkpoint, RocksPartitionStore
 
@@ -78,6 +78,16 @@ class PartitionSet:
         if self.on_quarantine is not None:
             self.on_quarantine(p, moved[0], moved[1])
         return self._open(p)
+
+    def quarantine(self, p: int, reason: str) -> Path:
+        """Move a released partition's state and its shard aside (the log they were built
+        on is gone); the next :meth:`open` starts it empty."""
+        dest, _ = self._quarantine(p, RuntimeError(reason))
+        shard = shard_path(shard_dir(self.snapshot_store), p)
+        if shard.exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shard.rename(dest / shard.name)
+        return dest
 
     def _quarantine(self, p: int, error: BaseException) -> tuple[Path, str]:
         path = self.store_path(p)
