@@ -78,11 +78,25 @@ def test_replaced_broker_is_detected_and_each_policy_applies(tmp_path: Path) -> 
         "STRATA_LOG_CHECK_S": "5",
     }
 
+    started: list[WorkerProcess] = []
+
     def worker(name: str, broker: EmbeddedBroker, **extra: str) -> WorkerProcess:
-        return WorkerProcess(
+        w = WorkerProcess(
             broker.bootstrap, tmp_path / "state", tmp_path / "snaps", tmp_path / f"{name}.log",
             env={**env, **extra}, partitions=2,
         )  # fmt: skip
+        started.append(w)
+        return w
+
+    try:
+        _scenario(tmp_path, port, worker)
+    finally:  # a failed assertion must not leave workers behind
+        for w in started:
+            if w.proc.poll() is None:
+                w.kill9()
+
+
+def _scenario(tmp_path: Path, port: int, worker) -> None:
 
     with EmbeddedBroker(port=port) as first:
         w = worker("w1", first)

@@ -64,7 +64,25 @@ def test_promtool_accepts_the_rules() -> None:
         ["promtool", "check", "rules", str(MON / "rules.yml")], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 7 rules found" in r.stdout
+    assert "SUCCESS: 11 rules found" in r.stdout
+
+
+def test_every_alert_has_a_runbook_and_a_promtool_unit_test() -> None:
+    rules = yaml.safe_load((MON / "rules.yml").read_text())["groups"][0]["rules"]
+    readme = (MON.parent.parent / "README.md").read_text()
+    tests = yaml.safe_load((MON / "rules.test.yml").read_text())["tests"]
+    tested = {c["alertname"] for t in tests for c in t["alert_rule_test"] if c["exp_alerts"]}
+    quiet = {c["alertname"] for t in tests for c in t["alert_rule_test"] if not c["exp_alerts"]}
+    for r in rules:
+        url = r["annotations"]["runbook_url"]
+        assert url == f"README.md#runbook-{r['alert'].lower()}", url
+        assert f"### Runbook: {r['alert']}\n" in readme
+        assert r["alert"] in tested and r["alert"] in quiet, r["alert"]
+    r = subprocess.run(
+        ["promtool", "test", "rules", str(MON / "rules.test.yml")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
 
 
 def test_reason_categories_are_bounded() -> None:
@@ -168,7 +186,20 @@ def test_real_prometheus_scrapes_a_worker(deployment, tmp_path: Path) -> None:
         rules = json.loads(
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).read()
         )
-        assert len(rules["data"]["groups"][0]["rules"]) == 7
+        assert len(rules["data"]["groups"][0]["rules"]) == 11
+        # every dashboard query runs as Grafana sends it (template variables at "All")
+        dash = json.loads((MON / "grafana" / "dashboards" / "stratastream.json").read_text())
+        names = {v["name"] for v in dash["templating"]["list"]}
+        assert {"datasource", "job", "instance", "label"} <= names
+        for panel in dash["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            for t in panel["targets"]:
+                q = t["expr"]
+                for var in ("$job", "$instance", "$label"):
+                    q = q.replace(var, ".*")
+                _query(port, q)  # raises (HTTP 400) on a query Prometheus rejects
+        seen = _scalar(port, 'sum(strata_label_seen{job=~".*",instance=~".*",label=~".*"})')
+        assert seen == rep.events
     finally:
         prom.terminate()
         prom.wait(30)
