@@ -189,6 +189,9 @@ class Settings:
     # bearer token of POST /snapshot (empty: the endpoint answers 503)
     admin_token: str = field(default="", repr=False)
     snapshot_min_interval_s: float = 1.0  # requested snapshots are at least this far apart
+    # snapshots are built beside ingestion (one at a time); the timer stretches so that
+    # one snapshot's time is at most this share of the time between two
+    snapshot_max_share: float = 0.25
     hitl_registry_dir: Path = Path("registry")
     hitl_max_body_bytes: int = 65_536
     hitl_rate_per_s: float = 50.0
@@ -271,6 +274,10 @@ class Settings:
         for name in ("hitl_token", "admin_token"):
             if 0 < len(getattr(self, name)) < 16:
                 raise ConfigError(f"{name}: must be empty (off) or 16+ characters")
+        if not 0 < self.snapshot_max_share <= 1:
+            raise ConfigError(
+                f"snapshot_max_share: must be in (0, 1], got {self.snapshot_max_share!r}"
+            )
         if not 0 < self.log_check_s <= 3_600:
             raise ConfigError(f"log_check_s: must be in (0, 3600], got {self.log_check_s!r}")
         if self.on_log_rewind not in ("fail", "reset", "continue"):

@@ -118,6 +118,19 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.snapshot_duration = Histogram(
+            "strata_snapshot_duration_seconds",
+            "Snapshot work: 'export' (checkpoint and shards, on the ingest thread) and "
+            "'build' (merge, Parquet, publish, beside ingestion)",
+            ["stage"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.snapshots_skipped = Counter(
+            "strata_snapshots_skipped",
+            "Snapshot ticks skipped because the previous snapshot was still being built",
+            registry=r,
+        )
         self.snapshot_failures = Counter(
             "strata_snapshot_failures",
             "Snapshot builds that failed (logged with the reason; ingestion goes on)",

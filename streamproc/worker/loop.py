@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -131,6 +132,9 @@ class IngestLoop:
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
         self._log_checks: dict[int, float] = {}  # partition -> when its first message is due
+        self._build: threading.Thread | None = None  # the snapshot being built, if any
+        self.snapshot_seconds = 0.0  # the last snapshot's export + build time
+        self._published_manifests: queue.SimpleQueue = queue.SimpleQueue()
         self._consumer = None
         self._producer = None
         self.checkpointer: Checkpointer | None = None
@@ -181,6 +185,11 @@ class IngestLoop:
             proc.committed_offset = offset
 
     def _published(self, manifest) -> None:
+        """Called by the publisher (possibly from the build thread): the ingest thread
+        applies it (the drift reference belongs to it)."""
+        self._published_manifests.put(manifest)
+
+    def _apply_published(self, manifest) -> None:
         if self.drift is not None:
             self.drift.set_reference(self.settings.snapshot_dir, manifest)
 
@@ -219,13 +228,53 @@ class IngestLoop:
         return self.publisher.publish(procs, frozenset(self.held_items))
 
     def _snapshot_safely(self) -> None:
-        """A snapshot that fails (a damaged store, a defect) is logged and counted; it
-        never stops ingestion, and the next one tries again."""
+        """Start a snapshot beside ingestion: the ingest thread checkpoints and exports
+        the shards (what needs the partitions' state), a background thread merges and
+        publishes (what reads only files). One at a time: a tick while the previous
+        build runs is skipped. A snapshot that fails (a damaged store, a defect) is
+        logged and counted; it never stops ingestion, and the next one tries again."""
+        if self._build is not None and self._build.is_alive():
+            self.metrics.snapshots_skipped.inc()
+            return
+        t = time.perf_counter()
         try:
-            self.snapshot_now()
+            procs = self.partitions.values()
+            if not self.checkpointer.all(procs):
+                log.error("snapshot skipped: the owned partitions could not be checkpointed")
+                return
+            self.publisher.export(procs)
         except Exception:  # noqa: BLE001 - the loop must go on
             self.metrics.snapshot_failures.inc()
             log.exception("snapshot failed; ingestion continues, the next snapshot retries")
+            return
+        export_s = time.perf_counter() - t
+        self.metrics.snapshot_duration.labels("export").observe(export_s)
+        held = frozenset(self.held_items)
+
+        def build() -> None:
+            b = time.perf_counter()
+            try:
+                self.publisher.build(held)
+            except Exception:  # noqa: BLE001 - logged and counted; the next one retries
+                self.metrics.snapshot_failures.inc()
+                log.exception("snapshot build failed; ingestion continues, the next retries")
+            finally:
+                build_s = time.perf_counter() - b
+                self.metrics.snapshot_duration.labels("build").observe(build_s)
+                self.snapshot_seconds = export_s + build_s
+
+        self._build = threading.Thread(target=build, name="snapshot-build", daemon=True)
+        self._build.start()
+
+    def _snapshot_interval(self) -> float:
+        """The snapshot timer, stretched so a snapshot takes at most ``snapshot_max_share``
+        of the time between two."""
+        s = self.settings
+        return max(s.snapshot_every_s, self.snapshot_seconds / s.snapshot_max_share)
+
+    def _join_build(self, timeout: float = 120.0) -> None:
+        if self._build is not None:
+            self._build.join(timeout)
 
     def _drift_check(self) -> None:
         try:
@@ -278,14 +327,17 @@ class IngestLoop:
                 if self.drift is not None and self.drift.due():
                     self._drift_check()
                 since = time.monotonic() - last_snapshot
+                while not self._published_manifests.empty():  # built beside: applied here
+                    self._apply_published(self._published_manifests.get())
                 if (self.snapshot_requested.is_set() and since >= s.snapshot_min_interval_s) or (
-                    self.own_snapshot_timer and since >= s.snapshot_every_s
+                    self.own_snapshot_timer and since >= self._snapshot_interval()
                 ):
                     self.snapshot_requested.clear()
                     last_snapshot = time.monotonic()
                     self._snapshot_safely()
             self.checkpointer.all(self.partitions.values())
         finally:
+            self._join_build()
             self.health.mark_running(False)
             self._consumer.close()  # revokes -> final checkpoints
             self._producer.flush(30)
@@ -446,6 +498,7 @@ class IngestLoop:
                 lag = max(0, high - p.next_offset)
                 self.metrics.lag.labels(str(p.partition)).set(lag)
                 self.health.set_lag(p.partition, lag)
+        self.health.lag_sample()
         self.metrics.set_labels(seen, retained, capacity, (eval_seen, eval_retained))
         self.summary = {"seen": dict(seen), "retained_per_partition_sum": dict(retained)}
         self._summary_at = time.monotonic()

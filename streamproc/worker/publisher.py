@@ -54,8 +54,13 @@ class SnapshotPublisher:
 
     def publish(self, procs: list, held_ids: frozenset[str] = frozenset()) -> str | None:
         """Export, build, publish; the new version, or None when nothing changed."""
-        s = self.section
         self.export(procs)
+        return self.build(held_ids)
+
+    def build(self, held_ids: frozenset[str] = frozenset()) -> str | None:
+        """Merge the shards in the store into a new version, publish and announce it.
+        Reads only files (the shards), so it may run beside ingestion, in another thread."""
+        s = self.section
         manifest = build_snapshot(shard_dir(s.store), s.store, s.retention, s.partitions, held_ids)
         if manifest is None:
             return None

@@ -333,3 +333,49 @@ def test_requested_snapshots_coalesce_and_ingestion_goes_on(tmp_path: Path) -> N
     assert loop.stats.consumed == n  # ingestion went on
     snapshots = len(loop.publisher.stats.snapshots)
     assert requests > 1_000 and 1 <= snapshots <= elapsed / 0.5 + 2
+
+
+def test_snapshots_build_beside_ingestion_one_at_a_time(tmp_path: Path) -> None:
+    """The ingest thread checkpoints and exports; the build runs in its own thread, and a
+    tick while it runs is skipped (counted), never queued behind it."""
+    import threading
+
+    journal: list = []
+    settings = Settings(state_dir=tmp_path / "state", snapshot_dir=tmp_path / "snaps",
+                        drift_enabled=False, partitions=1)  # fmt: skip
+    loop = IngestLoop(
+        settings,
+        "fake:9092",
+        consumer_factory=lambda: FakeConsumer(journal),
+        producer_factory=lambda: FakeProducer(journal),
+        warm=False,
+    )
+    loop._connect()
+    from confluent_kafka import TopicPartition
+
+    loop._on_assign(loop._consumer, [TopicPartition("events", 0)])
+    loop._process(0, _raw(_events(0, 40)), 2_000.0)
+    release, entered = threading.Event(), threading.Event()
+    real_build = loop.publisher.build
+
+    def slow_build(held):
+        entered.set()
+        assert release.wait(30)  # the test decides when the build may finish
+        return real_build(held)
+
+    loop.publisher.build = slow_build
+    loop._snapshot_safely()
+    assert entered.wait(30)
+    assert loop.publisher.stats.shards == 1  # exported on the calling (ingest) thread
+    loop._process(0, _raw(_events(40, 20)), 2_001.0)  # ingestion goes on meanwhile
+    assert loop.processors[0].next_offset == 60
+    loop._snapshot_safely()  # the previous build still runs: skipped
+    assert loop.metrics.snapshots_skipped._value.get() == 1
+    assert loop.publisher.stats.shards == 1
+    release.set()
+    loop._join_build()
+    assert len(loop.publisher.stats.snapshots) == 1
+    # the manifest reaches the ingest thread through a queue (drift reference)
+    assert not loop._published_manifests.empty()
+    assert loop.snapshot_seconds > 0
+    loop.partitions.close_all()
