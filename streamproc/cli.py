@@ -15,10 +15,9 @@ import socket
 import sys
 from pathlib import Path
 
+from stratastream.brokers import RUN_DIR, resolve_broker
 from stratastream.errors import ConfigError, StratastreamError
 from streamproc.settings import Settings, add_flags, flag_values
-
-RUN_DIR = Path(".run")
 
 
 def settings_of(a: argparse.Namespace) -> Settings:
@@ -27,15 +26,8 @@ def settings_of(a: argparse.Namespace) -> Settings:
 
 
 def bootstrap_of(s: Settings) -> str:
-    if s.broker != "embedded":
-        return s.bootstrap
-    f = RUN_DIR / "broker"
-    if f.exists():
-        return f.read_text().strip()
-    raise StratastreamError(
-        "broker: 'embedded' but no embedded broker is running here; start one with "
-        "`stratastream-dev broker` or pass --broker kafka://host:port (env STRATA_BROKER)"
-    )
+    """The broker address of the settings (``embedded``: the local stack's broker)."""
+    return resolve_broker(s.broker, RUN_DIR)
 
 
 def _usable_dir(path: Path, name: str) -> None:
@@ -105,7 +97,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
     preflight(s, s.web_bind, a.web_port)
-    wait_for_broker(bootstrap, timeout=15.0)  # BrokerError names the address
+    wait_for_broker(bootstrap, s.broker_timeout_s)  # BrokerError names the address
     create_topics(
         bootstrap,
         {
