@@ -168,6 +168,24 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(a: argparse.Namespace) -> int:
+    from stratastream.brokers import wait_for_broker
+    from streamproc.worker.replay import ReplayFilter, replay
+
+    s = settings_of(a)
+    bootstrap = bootstrap_of(s)
+    wait_for_broker(bootstrap, s.broker_timeout_s)
+    flt = ReplayFilter(tuple(a.reason or ()), a.source_partition, a.from_offset, a.to_offset)
+    rep = replay(bootstrap, s.dlq_topic, a.to_topic or s.events_topic, flt, a.dry_run, a.idle_s)
+    verb = "would replay" if a.dry_run else "replayed"
+    print(
+        f"read {rep.read} dead letters from {s.dlq_topic}; {verb} {rep.replayed} to "
+        f"{a.to_topic or s.events_topic} ({dict(rep.by_reason)}); "
+        f"{rep.scrubbed_skipped} skipped (PII-scrubbed values are not the original events)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamproc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("version", nargs="?", default=None)
     sn.add_argument("--out", help="export file: .parquet, .csv or .jsonl")
     sn.set_defaults(fn=cmd_snapshot)
+
+    d = sub.add_parser("dlq", help="replay dead letters to the events topic after a fix")
+    common(d)
+    d.add_argument("action", choices=["replay"])
+    d.add_argument("--reason", action="append", help="replay letters whose reason contains "
+                   "this (repeatable; default: all)")  # fmt: skip
+    d.add_argument("--source-partition", type=int, default=None)
+    d.add_argument("--from-offset", type=int, default=None, help="source offset, inclusive")
+    d.add_argument("--to-offset", type=int, default=None, help="source offset, inclusive")
+    d.add_argument("--to-topic", default=None, help="default: the events topic")
+    d.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+    d.add_argument("--idle-s", type=float, default=3.0,
+                   help="the end of the topic: no letter for this long")  # fmt: skip
+    d.set_defaults(fn=cmd_dlq)
     return p
 
 
