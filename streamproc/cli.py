@@ -186,6 +186,34 @@ def cmd_dlq(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(a: argparse.Namespace) -> int:
+    from stratastream.brokers import wait_for_broker
+    from streamproc.feed.fromfile import ColumnMap
+    from streamproc.feed.send import produce_file
+
+    s = settings_of(a)
+    bootstrap = bootstrap_of(s)
+    wait_for_broker(bootstrap, s.broker_timeout_s)
+
+    def names(v: str | None) -> tuple[str, ...]:
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()
+
+    cols = ColumnMap(
+        label=a.label_column, ts=a.ts_column, id=a.id_column,
+        features=names(a.feature_columns), payload=names(a.payload_columns),
+        labels_sep=a.labels_separator,
+    )  # fmt: skip
+    rep = produce_file(
+        bootstrap, s.events_topic, Path(a.from_file), cols, s.feature_dim, a.format,
+        as_json=a.json, frame_rows=a.frame_rows, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    print(
+        f"produced {rep.rows:,} events from {a.from_file} in {rep.messages:,} messages "
+        f"to {s.events_topic} in {rep.seconds:.1f}s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamproc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -212,6 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("version", nargs="?", default=None)
     sn.add_argument("--out", help="export file: .parquet, .csv or .jsonl")
     sn.set_defaults(fn=cmd_snapshot)
+
+    pr = sub.add_parser("produce", help="send a JSON-lines, CSV or Parquet file's rows as events")
+    common(pr)
+    pr.add_argument("--from", dest="from_file", required=True, help="the file to send")
+    pr.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
+    pr.add_argument("--label-column", default="label")
+    pr.add_argument("--labels-separator", default=None,
+                    help="the label column holds several labels joined by this")  # fmt: skip
+    pr.add_argument("--ts-column", default=None, help="default: the time of sending")
+    pr.add_argument("--id-column", default=None, help="default: <file name>:<row>")
+    pr.add_argument("--feature-columns", default=None,
+                    help="comma-separated; default: every other numeric column")  # fmt: skip
+    pr.add_argument("--payload-columns", default=None, help="comma-separated")
+    pr.add_argument("--json", action="store_true", help="one JSON event per message")
+    pr.add_argument("--frame-rows", type=int, default=1_000, help="events per frame")
+    pr.set_defaults(fn=cmd_produce)
 
     d = sub.add_parser("dlq", help="replay dead letters to the events topic after a fix")
     common(d)
