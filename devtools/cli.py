@@ -40,10 +40,13 @@ def cmd_broker(a: argparse.Namespace) -> int:
 
 def cmd_produce(a: argparse.Namespace) -> int:
     from devtools.produce import produce_synthetic
+    from stratastream.brokers import wait_for_broker
 
     s = settings_of(a)
+    bootstrap = bootstrap_of(s)
+    wait_for_broker(bootstrap, s.broker_timeout_s)  # fail fast: one line, non-zero exit
     rep = produce_synthetic(
-        bootstrap_of(s),
+        bootstrap,
         s.events_topic,
         n=a.events,
         n_labels=a.labels,

@@ -15,10 +15,9 @@ import socket
 import sys
 from pathlib import Path
 
+from stratastream.brokers import RUN_DIR, resolve_broker
 from stratastream.errors import ConfigError, StratastreamError
 from streamproc.settings import Settings, add_flags, flag_values
-
-RUN_DIR = Path(".run")
 
 
 def settings_of(a: argparse.Namespace) -> Settings:
@@ -27,15 +26,8 @@ def settings_of(a: argparse.Namespace) -> Settings:
 
 
 def bootstrap_of(s: Settings) -> str:
-    if s.broker != "embedded":
-        return s.bootstrap
-    f = RUN_DIR / "broker"
-    if f.exists():
-        return f.read_text().strip()
-    raise StratastreamError(
-        "broker: 'embedded' but no embedded broker is running here; start one with "
-        "`stratastream-dev broker` or pass --broker kafka://host:port (env STRATA_BROKER)"
-    )
+    """The broker address of the settings (``embedded``: the local stack's broker)."""
+    return resolve_broker(s.broker, RUN_DIR)
 
 
 def _usable_dir(path: Path, name: str) -> None:
@@ -105,7 +97,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
     preflight(s, s.web_bind, a.web_port)
-    wait_for_broker(bootstrap, timeout=15.0)  # BrokerError names the address
+    wait_for_broker(bootstrap, s.broker_timeout_s)  # BrokerError names the address
     create_topics(
         bootstrap,
         {
@@ -176,6 +168,52 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(a: argparse.Namespace) -> int:
+    from stratastream.brokers import wait_for_broker
+    from streamproc.worker.replay import ReplayFilter, replay
+
+    s = settings_of(a)
+    bootstrap = bootstrap_of(s)
+    wait_for_broker(bootstrap, s.broker_timeout_s)
+    flt = ReplayFilter(tuple(a.reason or ()), a.source_partition, a.from_offset, a.to_offset)
+    rep = replay(bootstrap, s.dlq_topic, a.to_topic or s.events_topic, flt, a.dry_run, a.idle_s)
+    verb = "would replay" if a.dry_run else "replayed"
+    print(
+        f"read {rep.read} dead letters from {s.dlq_topic}; {verb} {rep.replayed} to "
+        f"{a.to_topic or s.events_topic} ({dict(rep.by_reason)}); "
+        f"{rep.scrubbed_skipped} skipped (PII-scrubbed values are not the original events)"
+    )
+    return 0
+
+
+def cmd_produce(a: argparse.Namespace) -> int:
+    from stratastream.brokers import wait_for_broker
+    from streamproc.feed.fromfile import ColumnMap
+    from streamproc.feed.send import produce_file
+
+    s = settings_of(a)
+    bootstrap = bootstrap_of(s)
+    wait_for_broker(bootstrap, s.broker_timeout_s)
+
+    def names(v: str | None) -> tuple[str, ...]:
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()
+
+    cols = ColumnMap(
+        label=a.label_column, ts=a.ts_column, id=a.id_column,
+        features=names(a.feature_columns), payload=names(a.payload_columns),
+        labels_sep=a.labels_separator,
+    )  # fmt: skip
+    rep = produce_file(
+        bootstrap, s.events_topic, Path(a.from_file), cols, s.feature_dim, a.format,
+        as_json=a.json, frame_rows=a.frame_rows, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    print(
+        f"produced {rep.rows:,} events from {a.from_file} in {rep.messages:,} messages "
+        f"to {s.events_topic} in {rep.seconds:.1f}s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamproc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,6 +240,36 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("version", nargs="?", default=None)
     sn.add_argument("--out", help="export file: .parquet, .csv or .jsonl")
     sn.set_defaults(fn=cmd_snapshot)
+
+    pr = sub.add_parser("produce", help="send a JSON-lines, CSV or Parquet file's rows as events")
+    common(pr)
+    pr.add_argument("--from", dest="from_file", required=True, help="the file to send")
+    pr.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
+    pr.add_argument("--label-column", default="label")
+    pr.add_argument("--labels-separator", default=None,
+                    help="the label column holds several labels joined by this")  # fmt: skip
+    pr.add_argument("--ts-column", default=None, help="default: the time of sending")
+    pr.add_argument("--id-column", default=None, help="default: <file name>:<row>")
+    pr.add_argument("--feature-columns", default=None,
+                    help="comma-separated; default: every other numeric column")  # fmt: skip
+    pr.add_argument("--payload-columns", default=None, help="comma-separated")
+    pr.add_argument("--json", action="store_true", help="one JSON event per message")
+    pr.add_argument("--frame-rows", type=int, default=1_000, help="events per frame")
+    pr.set_defaults(fn=cmd_produce)
+
+    d = sub.add_parser("dlq", help="replay dead letters to the events topic after a fix")
+    common(d)
+    d.add_argument("action", choices=["replay"])
+    d.add_argument("--reason", action="append", help="replay letters whose reason contains "
+                   "this (repeatable; default: all)")  # fmt: skip
+    d.add_argument("--source-partition", type=int, default=None)
+    d.add_argument("--from-offset", type=int, default=None, help="source offset, inclusive")
+    d.add_argument("--to-offset", type=int, default=None, help="source offset, inclusive")
+    d.add_argument("--to-topic", default=None, help="default: the events topic")
+    d.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+    d.add_argument("--idle-s", type=float, default=3.0,
+                   help="the end of the topic: no letter for this long")  # fmt: skip
+    d.set_defaults(fn=cmd_dlq)
     return p
 
 

@@ -163,6 +163,8 @@ class Settings:
     # partition and reports unhealthy; "reset" quarantines its state and rebuilds it from
     # the log start; "continue" keeps the state and consumes from the log start
     on_log_rewind: str = "fail"
+    # how long a command waits for the broker to answer before it fails with one line
+    broker_timeout_s: float = 15.0
     # a partition resumes one message before its checkpoint; when that message has not
     # arrived after this long (and the broker answers), the log no longer holds it
     log_check_s: float = 15.0
@@ -226,6 +228,7 @@ class Settings:
             "max_message_bytes",
             "max_future_s",
             "stall_timeout_s",
+            "broker_timeout_s",
             "drift_every_s",
             "drift_window_half_life_s",
             "metrics_max_labels",

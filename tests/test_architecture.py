@@ -43,11 +43,13 @@ ALLOWED: dict[str, set[str]] = {
         "streamproc.ops",
         "streamproc.hitl",
     },  # fmt: skip
+    "streamproc.feed": {"stratastream", "streamproc.decode"},
     "streamproc.cli": {
         "stratastream",
         "snapshot_format",
         "streamproc.settings",
         "streamproc.worker",
+        "streamproc.feed",
     },  # fmt: skip
     "devtools": {"stratastream", "sampler", "snapshot_format", "streamproc"},
 }

@@ -89,13 +89,19 @@ def _print_outcome(out) -> None:
 
 
 def cmd_follow(a: argparse.Namespace) -> int:
+    from stratastream.brokers import resolve_broker, wait_for_broker
+
     from .follow import Follower
 
+    bootstrap = None
+    if a.broker:  # 'embedded' means what it means to every command: the local stack's
+        bootstrap = resolve_broker(a.broker)
+        wait_for_broker(bootstrap, a.broker_timeout)
     f = Follower(
         _store(a.snapshot_dir),
         ModelRegistry(Path(a.registry)),
         _cfg(a),
-        bootstrap=a.broker.removeprefix("kafka://") if a.broker else None,
+        bootstrap=bootstrap,
         snapshots_topic=a.snapshots_topic,
         drift_topic=a.drift_topic,
         min_new_events=a.min_new_events,
@@ -262,7 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--broker",
         default=env("STRATA_BROKER"),
-        help="kafka://host:port to follow topics; without it, watch the store",
+        help="kafka://host:port or 'embedded' (the local stack's broker) to follow "
+        "topics; without it, watch the store",
+    )
+    f.add_argument(
+        "--broker-timeout",
+        type=float,
+        default=float(env("STRATA_BROKER_TIMEOUT_S", 15.0)),
+        help="seconds to wait for the broker before failing",
     )
     f.add_argument("--snapshots-topic", default="snapshots")
     f.add_argument("--drift-topic", default="drift")

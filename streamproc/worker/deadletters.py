@@ -1,7 +1,10 @@
 """Dead letters: every message the worker cannot process goes to the dead-letter topic
 with why (``reason``) and where it came from (``source_topic``, ``source_partition``,
-``source_offset``), as Kafka headers, keyed by the source partition. Under a PII policy
-the value and the reason are scrubbed like stored events
+``source_offset``), as Kafka headers, keyed by the source partition. The same facts go in
+Kafka Connect's error-context headers too (``__connect.errors.topic``, ``.partition``,
+``.offset``, ``.connector.name``, ``.stage``, ``.exception.class.name``,
+``.exception.message``), so tools built for Connect's dead-letter queues read them.
+Under a PII policy the value and the reason are scrubbed like stored events
 (:meth:`~streamproc.decode.pii.PiiScrubber.dead_letter`) and a ``pii: scrubbed`` header
 says so: personal data does not reach the dead-letter topic in clear.
 
@@ -15,6 +18,8 @@ says so: personal data does not reach the dead-letter topic in clear.
 >>> sink.send([Reject(2, 41, "json: unexpected end", b"{")])
 >>> p.sent[0][1]["source_offset"], sink.by_reason["json"]
 (b'41', 1)
+>>> p.sent[0][1]["__connect.errors.offset"], p.sent[0][1]["__connect.errors.exception.class.name"]
+(b'41', b'json')
 """
 
 from __future__ import annotations
@@ -43,21 +48,31 @@ class DeadLetterSink:
         topic = self.source_topic.encode()
         for r in rejects:
             value, reason = r.value, r.reason
+            part, off = str(r.partition).encode(), str(r.offset).encode()
+            category = reason_category(r.reason)
             headers = [
                 ("source_topic", topic),
-                ("source_partition", str(r.partition).encode()),
-                ("source_offset", str(r.offset).encode()),
+                ("source_partition", part),
+                ("source_offset", off),
             ]
             if self.scrub is not None:
                 value, reason = self.scrub.dead_letter(value), redact(reason)
                 headers.append(("pii", b"scrubbed"))
+            headers += [  # Kafka Connect's error context, for tools that expect it
+                ("__connect.errors.topic", topic),
+                ("__connect.errors.partition", part),
+                ("__connect.errors.offset", off),
+                ("__connect.errors.connector.name", b"stratastream"),
+                ("__connect.errors.stage", b"VALUE_CONVERTER"),
+                ("__connect.errors.exception.class.name", category.encode()),
+                ("__connect.errors.exception.message", reason.encode()),
+            ]
             self.producer.produce(
                 self.dlq_topic,
                 value,
-                key=str(r.partition).encode(),
+                key=part,
                 headers=[("reason", reason.encode()), *headers],
             )
-            category = reason_category(r.reason)
             self.by_reason[category] += 1
             if self.counter is not None:
                 self.counter.labels(category).inc()

@@ -10,30 +10,9 @@ from __future__ import annotations
 
 import time
 
-from stratastream.errors import StratastreamError
+from stratastream.brokers import BrokerError, wait_for_broker
 
-
-class BrokerError(StratastreamError):
-    """The broker could not be started, reached or used."""
-
-
-def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until the broker answers a metadata request, or raise :class:`BrokerError`."""
-    from confluent_kafka.admin import AdminClient
-
-    # a probe: its connection failures are what this function reports, once, in its error
-    # (librdkafka would otherwise log every retry to stderr)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            admin.list_topics(timeout=2.0)
-            return
-        except Exception as e:  # KafkaException while the port is not yet open
-            last = e
-            time.sleep(0.1)
-    raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+__all__ = ["BrokerError", "create_topics", "wait_for_broker"]
 
 
 def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:

@@ -29,12 +29,49 @@ def _worker(tmp_path: Path, *extra: str, **env: str):
     return _run(args, tmp_path, **env)
 
 
-def test_unreachable_broker(tmp_path: Path) -> None:
+def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once closed
-    rc, err = _worker(tmp_path, "--broker", f"kafka://127.0.0.1:{port}", "--web-port", "0")
+        return s.getsockname()[1]  # nothing listens there once closed
+
+
+def test_unreachable_broker(tmp_path: Path) -> None:
+    url = f"kafka://127.0.0.1:{_closed_port()}"
+    rc, err = _worker(tmp_path, "--broker", url, "--web-port", "0", "--broker-timeout-s", "2")
     assert rc == 2 and err[-1].startswith("error: broker at 127.0.0.1:") and "Traceback" not in err
+    assert "within 2s" in err[-1]
+    assert len(err) <= 3, err  # one clear line, not librdkafka's retry spam
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("devtools", ["produce", "--events", "10"]),
+        ("trainer.cli", ["follow", "--registry", "reg", "--snapshot-dir", "snaps"]),
+    ],
+)
+def test_every_command_fails_fast_on_a_broker_it_cannot_reach(tmp_path, module, args) -> None:
+    url = f"kafka://127.0.0.1:{_closed_port()}"
+    timeout_flag = "--broker-timeout" if module == "trainer.cli" else "--broker-timeout-s"
+    rc, err = _run([*args, "--broker", url, timeout_flag, "2"], tmp_path, module=module)
+    assert rc != 0 and err and err[-1].startswith("error: broker at 127.0.0.1:"), err
+    assert "Traceback" not in "\n".join(err) and len(err) <= 3, err
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("streamproc.cli", ["worker", "--web-port", "0"]),
+        ("devtools", ["produce", "--events", "10"]),
+        ("trainer.cli", ["follow", "--registry", "reg", "--snapshot-dir", "snaps"]),
+    ],
+)
+def test_embedded_means_the_same_to_every_command(tmp_path, module, args) -> None:
+    """No embedded broker runs here (no .run/broker): the same one-line error everywhere,
+    at once (never a resolver loop on 'embedded:9092')."""
+    rc, err = _run([*args, "--broker", "embedded"], tmp_path, module=module)
+    assert rc != 0 and err[-1].startswith("error: broker: 'embedded' but no embedded broker")
+    assert "Traceback" not in "\n".join(err)
 
 
 def test_unusable_state_dir(tmp_path: Path) -> None:

@@ -76,7 +76,13 @@ def test_end_to_end_quotas_seen_counts_and_dlq(deployment) -> None:
     dlq = _dlq(deployment.broker.bootstrap, deployment.dlq, injected)
     assert len(dlq) == injected
     h = dict(dlq[0].headers())
-    assert set(h) == {"reason", "source_topic", "source_partition", "source_offset"}
+    connect = {f"__connect.errors.{k}" for k in (
+        "topic", "partition", "offset", "connector.name", "stage", "exception.class.name",
+        "exception.message",
+    )}  # fmt: skip
+    assert set(h) == {"reason", "source_topic", "source_partition", "source_offset"} | connect
+    assert h["__connect.errors.offset"] == h["source_offset"]
+    assert h["__connect.errors.exception.message"] == h["reason"]
     assert h["source_topic"].decode() == deployment.events
     reasons = {dict(x.headers())["reason"].decode().split(":")[0] for x in dlq}
     assert reasons == {"decode", "label", "features", "ts", "value", "schema"}

@@ -1,0 +1,1 @@
+"""Feeding real data into the events topic (``streamproc produce --from FILE``)."""
