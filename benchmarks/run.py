@@ -9,6 +9,7 @@ from . import (
     bench_quality,
     bench_sampler,
     bench_snapshot,
+    bench_snapshot_cadence,
     bench_trainer,
 )
 
@@ -21,6 +22,7 @@ def main() -> None:
     bench_trainer.main()
     bench_quality.main()
     bench_e2e.main()
+    bench_snapshot_cadence.main()
 
 
 if __name__ == "__main__":

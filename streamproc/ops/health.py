@@ -36,7 +36,7 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._pending_since: dict[int, float] = {}  # partition -> first uncommitted processing
         self._lag: dict[int, int] = {}
-        self._problems: dict[int, str] = {}  # partition -> why it is stopped
+        self._problems: dict[int | str, str] = {}  # partition (or part) -> why stopped
         self._lag_history: deque[tuple[float, int]] = deque()  # (time, total lag)
         self._consumed_at = time.time()
         self._running: bool | None = None  # None: not started yet (healthy, not ready)
@@ -65,8 +65,9 @@ class ProgressTracker:
             self._pending_since.pop(partition, None)
             self._lag.pop(partition, None)
 
-    def set_problem(self, partition: int, reason: str | None) -> None:
-        """A partition stopped for a reason an operator must see (None: resolved)."""
+    def set_problem(self, partition: int | str, reason: str | None) -> None:
+        """A partition (an int) or the worker's part named by a str stopped for a reason
+        an operator must see (None: resolved)."""
         with self._lock:
             if reason is None:
                 self._problems.pop(partition, None)
@@ -115,7 +116,10 @@ class ProgressTracker:
                         f"{now - since:.0f}s (> {bound:g}s)"
                     )
             lag = sum(v for v in self._lag.values() if v > 0)
-            reasons += [f"partition {p}: {why}" for p, why in sorted(self._problems.items())]
+            reasons += [
+                f"partition {p}: {why}" if isinstance(p, int) else f"{p}: {why}"
+                for p, why in sorted(self._problems.items(), key=lambda kv: str(kv[0]))
+            ]
             growth = self._lag_growth(now)
         if growth is not None:
             reasons.append(growth)

@@ -100,7 +100,8 @@ class WorkerMetrics:
         self.checkpoint_failures = Counter(
             "strata_checkpoint_failures",
             "Checkpoints not completed: 'flush' (dead letters undelivered: nothing written, "
-            "retried) or 'commit' (state written, offset commit retried)",
+            "retried), 'write' (state write failed, e.g. a full disk: consumption paused, "
+            "retried with backoff) or 'commit' (state written, offset commit retried)",
             ["stage"],
             registry=r,
         )

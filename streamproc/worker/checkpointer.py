@@ -12,7 +12,11 @@ How (:meth:`Checkpointer.checkpoint`), for the partitions at hand:
 1. flush the producer: the dead letters of the offsets being checkpointed are durable.
    If records remain undelivered, stop here: nothing is written, nothing is committed,
    the partitions keep their unsaved work and are tried again later.
-2. write each partition's RocksDB checkpoint (one atomic write batch each).
+2. write each partition's RocksDB checkpoint (one atomic write batch each). A write that
+   fails (a full or failing disk) is not a crash: the partitions written so far are
+   committed, the others keep their work in memory, :attr:`Checkpointer.write_error`
+   says why, and the next attempt waits for a backoff (1 s doubling to 60 s); the worker
+   pauses consumption meanwhile and resumes once a write succeeds.
 3. commit the next offsets to Kafka. The checkpoint is the truth (a partition resumes at
    its checkpointed offset, never at a committed one), so a failed commit loses nothing:
    the offsets are kept and committed again at the next opportunity.
@@ -55,6 +59,7 @@ class CheckpointStats:
     seconds: float = 0.0
     flush_failures: int = 0  # checkpoints not written: dead letters undelivered
     commit_failures: int = 0  # offset commits that failed (retried later)
+    write_failures: int = 0  # state writes that failed (disk full...): retried with backoff
 
 
 class Checkpointer:
@@ -78,6 +83,9 @@ class Checkpointer:
         self.clock = clock
         self.stats = CheckpointStats()
         self.uncommitted: dict[int, int] = {}  # partition -> offset whose commit failed
+        self.write_error: str | None = None  # why the last state write failed (None: fine)
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
 
     # ------------------------------------------------------------ when
     def due(self, proc) -> bool:
@@ -89,9 +97,15 @@ class Checkpointer:
             or proc.pending_bytes >= p.max_pending_bytes
         )
 
+    def backing_off(self) -> bool:
+        """A state write failed and its retry time has not come yet."""
+        return self.write_error is not None and self.clock() < self._retry_at
+
     def maybe(self, procs: Iterable) -> bool:
         """Checkpoint those of ``procs`` that are due; retry failed commits."""
-        due = [p for p in procs if self.due(p)]
+        if self.backing_off():
+            return False
+        due = [p for p in procs if self.due(p) or (self.write_error and p.since_checkpoint)]
         if due:
             return self.checkpoint(due)
         self.retry_commits()
@@ -99,6 +113,8 @@ class Checkpointer:
 
     def idle(self, procs: Iterable) -> bool:
         """The stream went quiet: make everything processed durable."""
+        if self.backing_off():
+            return False
         return self.all(procs)
 
     def all(self, procs: Iterable) -> bool:
@@ -139,8 +155,19 @@ class Checkpointer:
                 sorted(p.partition for p in procs),
             )
             return False
-        for proc in procs:
-            proc.checkpoint()  # (2)
+        written = []
+        try:
+            for proc in procs:
+                proc.checkpoint()  # (2)
+                written.append(proc)
+        except Exception as e:  # noqa: BLE001 - a full or failing disk: wait, never crash
+            self._write_failed(e, procs, written)
+            if written:
+                self._commit(written)
+            return False
+        if self.write_error is not None:
+            log.warning("state writes work again (%s); resuming", self.write_error)
+        self.write_error, self._backoff_s = None, 0.0
         self.stats.checkpoints += len(procs)
         self._commit(procs)  # (3)
         dt = time.perf_counter() - t
@@ -148,6 +175,20 @@ class Checkpointer:
         if self.observe_seconds is not None:
             self.observe_seconds(dt)
         return True
+
+    def _write_failed(self, e: BaseException, procs: list, written: list) -> None:
+        self.stats.write_failures += 1
+        self.stats.checkpoints += len(written)
+        if self.on_failure is not None:
+            self.on_failure("write")
+        self._backoff_s = min(60.0, max(1.0, 2 * self._backoff_s))
+        self._retry_at = self.clock() + self._backoff_s
+        self.write_error = f"{type(e).__name__}: {e}"[:300]
+        failed = sorted(p.partition for p in procs if p not in written)
+        log.error(
+            "state write failed for partitions %s (%s); their work stays in memory, "
+            "consumption pauses, retrying in %.0fs", failed, self.write_error, self._backoff_s,
+        )  # fmt: skip
 
     def retry_commits(self) -> bool:
         """Commit again the offsets whose commit failed (the state is checkpointed)."""

@@ -133,6 +133,8 @@ class IngestLoop:
         self._summary_at = 0.0
         self._log_checks: dict[int, float] = {}  # partition -> when its first message is due
         self._build: threading.Thread | None = None  # the snapshot being built, if any
+        self._writes_paused = False  # consumption paused while state writes fail
+        self._rewind_paused: set[int] = set()  # partitions paused by on_log_rewind=fail
         self.snapshot_seconds = 0.0  # the last snapshot's export + build time
         self._published_manifests: queue.SimpleQueue = queue.SimpleQueue()
         self._consumer = None
@@ -324,6 +326,7 @@ class IngestLoop:
                 if self._log_checks:
                     self._overdue_log_checks()
                 self.checkpointer.maybe(self.partitions.values())
+                self._hold_while_writes_fail()
                 if self.drift is not None and self.drift.due():
                     self._drift_check()
                 since = time.monotonic() - last_snapshot
@@ -375,6 +378,26 @@ class IngestLoop:
         # bounds what a partition holds in memory within one large batch
         self.checkpointer.maybe([proc])
         return True
+
+    def _hold_while_writes_fail(self) -> None:
+        """While state writes fail (a full disk), consume nothing more: pause every owned
+        partition, report unhealthy with the reason; resume once a write succeeds."""
+        err = self.checkpointer.write_error
+        if err is not None:
+            owned = [tp for tp in self._consumer.assignment()]
+            if owned:
+                self._consumer.pause(owned)
+            self._writes_paused = True
+            self.health.set_problem(
+                "checkpoints", f"state writes fail ({err}); consumption paused, retrying"
+            )
+        elif self._writes_paused:
+            owned = [tp for tp in self._consumer.assignment()
+                     if tp.partition not in self._rewind_paused]  # fmt: skip
+            if owned:
+                self._consumer.resume(owned)
+            self._writes_paused = False
+            self.health.set_problem("checkpoints", None)
 
     def _overdue_log_checks(self) -> None:
         """A partition assigned one message before its checkpoint gets that message at
@@ -428,6 +451,7 @@ class IngestLoop:
         first = int(raw.offsets.min()) if raw is not None else None
         if policy == "fail":
             self._consumer.pause([tp])
+            self._rewind_paused.add(part)
             self.health.set_problem(
                 part, f"log changed under the checkpoint ({problem}); partition paused "
                 "(on_log_rewind=fail): inspect, then restart with on_log_rewind=reset or "

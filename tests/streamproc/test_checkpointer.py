@@ -324,7 +324,9 @@ def test_requested_snapshots_coalesce_and_ingestion_goes_on(tmp_path: Path) -> N
     t.start()
     start = time.monotonic()
     requests = 0
-    while loop.stats.consumed < n and time.monotonic() - start < 60:
+    while (loop.stats.consumed < n or not loop.publisher.stats.snapshots) and (
+        time.monotonic() - start < 60
+    ):
         loop.snapshot_requested.set()  # as fast as an HTTP client could ask
         requests += 1
     elapsed = time.monotonic() - start
@@ -379,3 +381,46 @@ def test_snapshots_build_beside_ingestion_one_at_a_time(tmp_path: Path) -> None:
     assert not loop._published_manifests.empty()
     assert loop.snapshot_seconds > 0
     loop.partitions.close_all()
+
+
+class FullDiskStore(JournalingStore):
+    """A store whose writes fail while ``full`` is set, as RocksDB's do on a full disk."""
+
+    full = True
+
+    def write_checkpoint(self, ckpt, changes) -> None:
+        if self.full:
+            raise OSError("IO error: No space left on device: While appending to file")
+        super().write_checkpoint(ckpt, changes)
+
+
+def test_a_full_disk_waits_with_backoff_and_resumes_without_loss(tmp_path: Path) -> None:
+    now = [100.0]
+    journal: list = []
+    fails: list = []
+    c = Checkpointer(_policy(every_events=10), "events", FakeProducer(journal),
+                     FakeConsumer(journal), clock=lambda: now[0],
+                     on_failure=fails.append)  # fmt: skip
+    store = FullDiskStore(tmp_path / "p0", journal)
+    proc = PartitionProcessor("events", 0, store, CFG, Limits())
+    proc.process(_events(0, 40))
+    assert c.maybe([proc]) is False  # no exception: the write failed, the work is kept
+    assert c.write_error is not None and "No space left" in c.write_error
+    assert fails == ["write"] and proc.since_checkpoint == 40 and proc.next_offset == 40
+    assert c.backing_off()
+    assert c.maybe([proc]) is False and fails == ["write"]  # within the backoff: no attempt
+    now[0] += 1.0
+    assert c.maybe([proc]) is False and fails == ["write", "write"]  # retried, failed again
+    assert c._backoff_s == 2.0  # doubled
+    FullDiskStore.full = False  # space was freed
+    now[0] += 2.0
+    assert c.maybe([proc]) is True
+    assert c.write_error is None and proc.since_checkpoint == 0
+    assert ("write", 40) in journal and ("commit", {0: 40}) in journal
+    # the state is the state of a run whose disk never filled
+    ref = PartitionProcessor("events", 0, JournalingStore(tmp_path / "ref", []), CFG, Limits())
+    ref.process(_events(0, 40))
+    ref.checkpoint()
+    assert proc.reservoirs.to_bytes() == ref.reservoirs.to_bytes()
+    proc.store.close()
+    ref.store.close()
