@@ -54,11 +54,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_port(port: int, timeout: float) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise BrokerError(f"embedded broker: port {port} did not open within {timeout:g}s")
+
+
 class EmbeddedBroker:
     """A Tansu broker process on ``127.0.0.1:port``; a context manager."""
 
-    def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_dir: Path | None = None, advertise: str | None = None
+    ) -> None:
         self.port = port or free_port()
+        # the address clients are told to use (host:port), e.g. a TLS proxy's
+        self.advertise = advertise
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tansu-"))
         self._own_log_dir = log_dir is None
@@ -87,7 +104,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
-                listener,
+                f"tcp://{self.advertise}" if self.advertise else listener,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -98,7 +115,10 @@ class EmbeddedBroker:
         )
         out.close()
         try:
-            wait_for_broker(self.bootstrap, timeout)
+            if self.advertise is None:  # else only the advertised (TLS) address is usable
+                wait_for_broker(self.bootstrap, timeout)
+            else:
+                _wait_for_port(self.port, timeout)
         except BrokerError:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             self.stop()

@@ -44,7 +44,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
 
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
-    wait_for_broker(bootstrap, s.broker_timeout_s)  # fail fast: one line, non-zero exit
+    wait_for_broker(bootstrap, s.broker_timeout_s, s.kafka_config())  # fail fast: one line
     rep = produce_synthetic(
         bootstrap,
         s.events_topic,
@@ -57,6 +57,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
         seed=a.seed,
         multilabel_frac=a.multilabel_frac,
         rate=a.rate,
+        config=s.kafka_config("producer"),
     )
     print(
         f"produced {rep.events:,} events in {rep.messages:,} messages "

@@ -79,6 +79,7 @@ def produce_synthetic(
     progress: bool = True,
     rate: float = 0.0,
     start_ts: float | None = None,
+    config: dict | None = None,
 ) -> ProduceReport:
     """Produce ``n`` events (plus malformed ones) and wait until all are acknowledged.
 
@@ -92,7 +93,7 @@ def produce_synthetic(
     # the label-feature relation is a property of the simulated world, not of the seed
     means = np.random.default_rng(20_26).normal(0.0, 2.0, size=(n_labels, feature_dim))
     rep = ProduceReport()
-    prod = producer(bootstrap)
+    prod = producer(bootstrap, **(config or {}))
     errors: list[str] = []
 
     def on_delivery(err, msg) -> None:

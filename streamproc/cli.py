@@ -97,7 +97,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
     preflight(s, s.web_bind, a.web_port)
-    wait_for_broker(bootstrap, s.broker_timeout_s)  # BrokerError names the address
+    wait_for_broker(bootstrap, s.broker_timeout_s, s.kafka_config())  # one line on failure
     create_topics(
         bootstrap,
         {
@@ -111,6 +111,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
             s.relabel_topic: 1,
             s.spot_check_topic: 1,
         },
+        config=s.kafka_config(),
     )
     app = create_app(s, bootstrap, web_port=a.web_port)
     Worker(app, loglevel=a.loglevel, quiet=True).execute_from_commandline()
@@ -174,9 +175,10 @@ def cmd_dlq(a: argparse.Namespace) -> int:
 
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
-    wait_for_broker(bootstrap, s.broker_timeout_s)
+    wait_for_broker(bootstrap, s.broker_timeout_s, s.kafka_config())
     flt = ReplayFilter(tuple(a.reason or ()), a.source_partition, a.from_offset, a.to_offset)
-    rep = replay(bootstrap, s.dlq_topic, a.to_topic or s.events_topic, flt, a.dry_run, a.idle_s)
+    rep = replay(bootstrap, s.dlq_topic, a.to_topic or s.events_topic, flt, a.dry_run, a.idle_s,
+                 config=s.kafka_config())  # fmt: skip
     verb = "would replay" if a.dry_run else "replayed"
     print(
         f"read {rep.read} dead letters from {s.dlq_topic}; {verb} {rep.replayed} to "
@@ -193,7 +195,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
 
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
-    wait_for_broker(bootstrap, s.broker_timeout_s)
+    wait_for_broker(bootstrap, s.broker_timeout_s, s.kafka_config())
 
     def names(v: str | None) -> tuple[str, ...]:
         return tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()
@@ -206,6 +208,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
     rep = produce_file(
         bootstrap, s.events_topic, Path(a.from_file), cols, s.feature_dim, a.format,
         as_json=a.json, frame_rows=a.frame_rows, progress=sys.stderr.isatty(),
+        config=s.kafka_config("producer"),
     )  # fmt: skip
     print(
         f"produced {rep.rows:,} events from {a.from_file} in {rep.messages:,} messages "

@@ -104,6 +104,66 @@ class DriftSection:
     seed: int
 
 
+SECRET_FIELDS = frozenset({
+    "kafka_sasl_password", "kafka_ssl_key_password", "pii_key", "hitl_token", "hitl_tokens",
+    "admin_token",
+})  # fmt: skip
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
+def parse_options(text: str, name: str) -> dict[str, str]:
+    """``"a.b=1;c=x"`` -> ``{"a.b": "1", "c": "x"}``; an entry without ``=`` is an error.
+
+    >>> parse_options("linger.ms=5; acks=all", "kafka_producer_options")
+    {'linger.ms': '5', 'acks': 'all'}
+    """
+    out = {}
+    for item in (x.strip() for x in (text or "").split(";")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{name}: expected key=value entries separated by ';', got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _validate_kafka(s: Settings) -> None:
+    proto = s.kafka_security_protocol
+    if proto not in _PROTOCOLS:
+        raise ConfigError(f"kafka_security_protocol: expected one of {_PROTOCOLS}, got {proto!r}")
+    if proto.startswith("SASL"):
+        if s.kafka_sasl_mechanism not in _MECHANISMS:
+            raise ConfigError(
+                f"kafka_sasl_mechanism: {proto} needs one of {_MECHANISMS}, got "
+                f"{s.kafka_sasl_mechanism!r}"
+            )
+        if s.kafka_sasl_mechanism != "OAUTHBEARER" and not (
+            s.kafka_sasl_username and s.kafka_sasl_password
+        ):
+            raise ConfigError(
+                "kafka_sasl_username / kafka_sasl_password: required for "
+                f"{s.kafka_sasl_mechanism} (set the password through STRATA_KAFKA_SASL_PASSWORD)"
+            )
+    elif s.kafka_sasl_mechanism:
+        raise ConfigError(
+            f"kafka_sasl_mechanism: set, but kafka_security_protocol is {proto} (no SASL)"
+        )
+    for name in ("kafka_ssl_ca", "kafka_ssl_cert", "kafka_ssl_key"):
+        path = getattr(s, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name}: {path} is not a readable file")
+    if (s.kafka_ssl_ca or s.kafka_ssl_cert) and "SSL" not in proto:
+        raise ConfigError(f"kafka_ssl_*: set, but kafka_security_protocol is {proto} (no TLS)")
+    if bool(s.kafka_ssl_cert) != bool(s.kafka_ssl_key):
+        raise ConfigError("kafka_ssl_cert / kafka_ssl_key: give both (mutual TLS) or neither")
+    for name in ("kafka_options", "kafka_consumer_options", "kafka_producer_options"):
+        opts = parse_options(getattr(s, name), name)
+        if "bootstrap.servers" in opts:
+            raise ConfigError(f"{name}: set the broker with 'broker', not bootstrap.servers")
+
+
 def _validate_drift(d: DriftSection) -> None:
     from drift.monitor import DriftConfig
 
@@ -165,6 +225,20 @@ class Settings:
     on_log_rewind: str = "fail"
     # how long a command waits for the broker to answer before it fails with one line
     broker_timeout_s: float = 15.0
+    # Kafka security, for every client (consumer, producers, admin, the Faust app's own)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)  # secret: STRATA_KAFKA_SASL_PASSWORD
+    kafka_ssl_ca: str = ""  # PEM file of the CA that signed the brokers' certificates
+    kafka_ssl_cert: str = ""  # client certificate (mutual TLS), PEM
+    kafka_ssl_key: str = ""  # its private key, PEM
+    kafka_ssl_key_password: str = field(default="", repr=False)  # a secret
+    # librdkafka settings passed through as they are, "key=value;key=value": to every
+    # client, to consumers only, to producers only (e.g. "sasl.oauthbearer.method=oidc")
+    kafka_options: str = ""
+    kafka_consumer_options: str = ""
+    kafka_producer_options: str = ""
     # a partition resumes one message before its checkpoint; when that message has not
     # arrived after this long (and the broker answers), the log no longer holds it
     log_check_s: float = 15.0
@@ -277,6 +351,7 @@ class Settings:
         for name in ("hitl_token", "admin_token"):
             if 0 < len(getattr(self, name)) < 16:
                 raise ConfigError(f"{name}: must be empty (off) or 16+ characters")
+        _validate_kafka(self)
         if not 0 < self.snapshot_max_share <= 1:
             raise ConfigError(
                 f"snapshot_max_share: must be in (0, 1], got {self.snapshot_max_share!r}"
@@ -325,6 +400,31 @@ class Settings:
         if self.broker == "embedded":
             raise ConfigError("broker: 'embedded' has no address until the broker is started")
         return self.broker.removeprefix("kafka://")
+
+    # ------------------------------------------------------------ kafka clients
+    def kafka_config(self, role: str = "client") -> dict[str, str]:
+        """librdkafka settings (besides ``bootstrap.servers``) for a ``consumer``,
+        ``producer`` or any other ``client``: security, then the pass-through options."""
+        out: dict[str, str] = {}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            out["security.protocol"] = self.kafka_security_protocol
+        for key, value in (
+            ("sasl.mechanism", self.kafka_sasl_mechanism),
+            ("sasl.username", self.kafka_sasl_username),
+            ("sasl.password", self.kafka_sasl_password),
+            ("ssl.ca.location", self.kafka_ssl_ca),
+            ("ssl.certificate.location", self.kafka_ssl_cert),
+            ("ssl.key.location", self.kafka_ssl_key),
+            ("ssl.key.password", self.kafka_ssl_key_password),
+        ):
+            if value:
+                out[key] = value
+        out.update(parse_options(self.kafka_options, "kafka_options"))
+        if role == "consumer":
+            out.update(parse_options(self.kafka_consumer_options, "kafka_consumer_options"))
+        elif role == "producer":
+            out.update(parse_options(self.kafka_producer_options, "kafka_producer_options"))
+        return out
 
     # ------------------------------------------------------------ sections
     @property

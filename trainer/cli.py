@@ -88,15 +88,27 @@ def _print_outcome(out) -> None:
     Console().print(t)
 
 
+def _kafka_options(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict; an entry without ``=`` is an error naming it."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainerError(f"--kafka-option: expected key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def cmd_follow(a: argparse.Namespace) -> int:
     from stratastream.brokers import resolve_broker, wait_for_broker
 
     from .follow import Follower
 
     bootstrap = None
+    kafka = _kafka_options(a.kafka_option)
     if a.broker:  # 'embedded' means what it means to every command: the local stack's
         bootstrap = resolve_broker(a.broker)
-        wait_for_broker(bootstrap, a.broker_timeout)
+        wait_for_broker(bootstrap, a.broker_timeout, kafka)
     f = Follower(
         _store(a.snapshot_dir),
         ModelRegistry(Path(a.registry)),
@@ -109,6 +121,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
         test_set=a.test_set,
         promote_metric=a.promote_metric,
         confidence=a.confidence,
+        kafka_config=kafka,
     )
     if a.metrics_port:
         from prometheus_client import start_http_server
@@ -270,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("STRATA_BROKER"),
         help="kafka://host:port or 'embedded' (the local stack's broker) to follow "
         "topics; without it, watch the store",
+    )
+    f.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[x for x in env("STRATA_KAFKA_OPTIONS", "").split(";") if x.strip()],
+        help="librdkafka setting key=value (repeatable; env STRATA_KAFKA_OPTIONS, ';'-"
+        "separated), e.g. security.protocol=SSL, ssl.ca.location=ca.pem, sasl.username=u; "
+        "a secret such as sasl.password is best given through the environment",
     )
     f.add_argument(
         "--broker-timeout",

@@ -52,9 +52,11 @@ class Follower:
         test_set: Path | str | None = None,
         promote_metric: str = "macro_f1",
         confidence: float = 0.95,
+        kafka_config: dict | None = None,
     ) -> None:
         self.test_set = test_set  # an external natural-mix test set that promotion uses
         self.promote_metric, self.confidence = promote_metric, confidence
+        self.kafka_config = dict(kafka_config or {})  # librdkafka settings (security)
         self.store = store if "://" in str(store) else Path(store)
         self.registry, self.cfg = registry, cfg
         self.bootstrap = bootstrap
@@ -135,6 +137,7 @@ class Follower:
 
         c = Consumer(
             {
+                **self.kafka_config,
                 "bootstrap.servers": self.bootstrap,
                 "group.id": self.group_id,
                 "auto.offset.reset": "earliest",

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from streamproc.hitl.auth import Credentials
 from streamproc.hitl.ratelimit import TokenBucket
 from streamproc.settings import Settings
+from streamproc.worker.assembly import faust_credentials
 from streamproc.worker.loop import IngestLoop
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
     app = faust.App(
         f"stratastream-{settings.group_id}",
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(settings),
         web_port=web_port,
         web_bind=settings.web_bind,
         web_host="127.0.0.1",

@@ -44,3 +44,34 @@ def drift_config(d: DriftSection) -> DriftConfig:
         window_half_life_s=d.window_half_life_s, window_capacity=d.window_capacity,
         max_labels=d.max_labels, scarce_ratio=d.scarce_ratio, actions=d.actions, seed=d.seed,
     )  # fmt: skip
+
+
+def faust_credentials(s):  # noqa: ANN001 - Settings (the shell's)
+    """The Faust app's own broker credentials (aiokafka), from the same Kafka security
+    settings as the librdkafka clients; None for PLAINTEXT."""
+    import ssl
+
+    import faust
+
+    proto = s.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ctx = None
+    if "SSL" in proto:
+        ctx = ssl.create_default_context(cafile=s.kafka_ssl_ca or None)
+        if s.kafka_ssl_cert:
+            ctx.load_cert_chain(s.kafka_ssl_cert, s.kafka_ssl_key,
+                                s.kafka_ssl_key_password or None)  # fmt: skip
+    if proto == "SSL":
+        return faust.SSLCredentials(ctx)
+    if s.kafka_sasl_mechanism == "OAUTHBEARER":
+        from stratastream.errors import ConfigError
+
+        raise ConfigError(
+            "kafka_sasl_mechanism: OAUTHBEARER works for the ingest clients (librdkafka) "
+            "but not for the Faust app's own clients; use PLAIN or SCRAM for the worker"
+        )
+    return faust.SASLCredentials(
+        username=s.kafka_sasl_username, password=s.kafka_sasl_password,
+        mechanism=s.kafka_sasl_mechanism, ssl_context=ctx,
+    )  # fmt: skip

@@ -73,16 +73,16 @@ def consumer_config(bootstrap: str, group_id: str, max_message_bytes: int = 64 <
     }
 
 
-def _kafka_consumer(bootstrap: str, group_id: str, max_message_bytes: int):
+def _kafka_consumer(bootstrap: str, group_id: str, max_message_bytes: int, extra: dict):
     from confluent_kafka import Consumer
 
-    return Consumer(consumer_config(bootstrap, group_id, max_message_bytes))
+    return Consumer({**extra, **consumer_config(bootstrap, group_id, max_message_bytes)})
 
 
-def _kafka_producer(bootstrap: str):
+def _kafka_producer(bootstrap: str, extra: dict):
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    return Producer({"linger.ms": 5, **extra, "bootstrap.servers": bootstrap})
 
 
 class IngestLoop:
@@ -104,9 +104,14 @@ class IngestLoop:
         self.chunk_bytes = chunk_bytes
         self.warm = warm
         self._consumer_factory = consumer_factory or (
-            lambda: _kafka_consumer(bootstrap, settings.group_id, settings.max_message_bytes)
+            lambda: _kafka_consumer(
+                bootstrap, settings.group_id, settings.max_message_bytes,
+                settings.kafka_config("consumer"),
+            )
+        )  # fmt: skip
+        self._producer_factory = producer_factory or (
+            lambda: _kafka_producer(bootstrap, settings.kafka_config("producer"))
         )
-        self._producer_factory = producer_factory or (lambda: _kafka_producer(bootstrap))
         self.stats = IngestStats()
         self.stop_event = threading.Event()
         self.snapshot_requested = threading.Event()

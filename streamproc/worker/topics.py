@@ -15,11 +15,14 @@ from stratastream.brokers import BrokerError, wait_for_broker
 __all__ = ["BrokerError", "create_topics", "wait_for_broker"]
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:
-    """Create topics (name -> partitions); existing topics are left as they are."""
+def create_topics(
+    bootstrap: str, topics: dict[str, int], timeout: float = 30.0, config: dict | None = None
+) -> None:
+    """Create topics (name -> partitions); existing topics are left as they are.
+    ``config``: extra librdkafka settings (security)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**(config or {}), "bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
         NewTopic(t, num_partitions=p, replication_factor=1)
