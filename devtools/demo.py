@@ -127,6 +127,12 @@ def run_demo(a: argparse.Namespace) -> int:
             if trainer is not None:
                 trainer.terminate()
                 trainer.wait(30)
+    console.print(
+        f"\n[bold]Next[/]: everything is under {root}/ — try\n"
+        f"  source .venv/bin/activate\n"
+        f"  streamproc snapshot list --snapshot-dir {root / 'snapshots'}\n"
+        f"  trainer registry list --registry {root / 'registry'}"
+    )
     return 0
 
 

@@ -24,11 +24,37 @@ def test_compose_file_is_consistent_with_the_code() -> None:
         for var in svc.get("environment") or {}:
             if var.startswith("STRATA_"):
                 assert var[7:].lower() in fields, f"{name}: {var} is not a setting"
-    # the settings given to the containers are valid
+    # the settings given to the containers are valid (required secrets filled in as a
+    # user does before `docker compose up`)
     env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    for k in ("STRATA_HITL_TOKEN", "STRATA_ADMIN_TOKEN"):
+        assert env[k].startswith("${" + k + ":?"), f"{k} must be required, not defaulted"
+        env[k] = "x" * 32
     s = Settings.load(env=env)
     assert s.bootstrap == "kafka:9092" and s.web_bind == "0.0.0.0"
     assert services["worker"]["command"][0] == "streamproc"
+    # /predict reads the registry the trainer writes
+    trainer = services["trainer"]["command"]
+    assert str(s.hitl_registry_dir) == trainer[trainer.index("--registry") + 1]
+    # the worker has a healthcheck on its /health page
+    hc = " ".join(services["worker"]["healthcheck"]["test"])
+    assert "/health" in hc and "6066" in hc
+
+
+def test_image_has_every_package_and_a_small_context() -> None:
+    import tomllib
+
+    docker = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]  # fmt: skip
+    for pkg in {p.rstrip("*") for p in include}:
+        assert f"COPY {pkg} {pkg}" in docker, f"the image lacks package {pkg}"
+    assert "warm_up" in docker  # numba kernels compiled into the image
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".run", ".git"} <= set(ignored)
+    readme = (ROOT / "README.md").read_text()
+    for port in ("29092", "6066", "9090", "3000"):
+        assert port in readme
 
 
 def _docker_engine() -> str | None:
