@@ -42,6 +42,8 @@ class SnapshotManifest:
     # smallest over largest number of retained events *carrying* each label (all of an
     # event's labels, as a multi-label model sees them); balance_ratio counts label rows
     event_balance_ratio: float | None = None
+    # the features' names, in order (None: written before names existed; f0..f<dim-1>)
+    feature_names: list[str] | None = None
     eval_rows: int = 0
     eval_seen: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -78,7 +80,9 @@ class SnapshotManifest:
         return m
 
 
-_SCALARS = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,)}
+_SCALARS = {
+    "str": (str,), "int": (int,), "float": (int, float), "dict": (dict,), "list": (list,),
+}  # fmt: skip
 
 
 def _check(where: str, name: str, typ: str, value) -> None:
@@ -90,5 +94,7 @@ def _check(where: str, name: str, typ: str, value) -> None:
     ok = isinstance(value, _SCALARS[kind]) and not isinstance(value, bool)
     if ok and base.startswith("dict[str, int]"):
         ok = all(isinstance(k, str) and isinstance(v, int) for k, v in value.items())
+    if ok and base.startswith("list[str]"):
+        ok = all(isinstance(v, str) for v in value)
     if not ok:
         raise SnapshotFormatError(f"{where}: field {name!r}: expected {typ}, got {value!r:.80}")

@@ -83,6 +83,7 @@ class SnapshotSection:
     retention: int
     url: str
     partitions: int
+    feature_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,25 @@ SECRET_FIELDS = frozenset({
 })  # fmt: skip
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
+_FEATURE_NAME = __import__("re").compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+def _validate_feature_names(names: list[str], dim: int) -> None:
+    if not names:
+        return
+    if len(names) != dim:
+        raise ConfigError(f"feature_names: {len(names)} names for feature_dim={dim}")
+    for n in names:
+        if not isinstance(n, str) or not _FEATURE_NAME.fullmatch(n):
+            raise ConfigError(
+                f"feature_names: {n!r} is not a name (a letter or _, then letters, digits, "
+                "_ . -; at most 64 characters)"
+            )
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"feature_names: {dup} appear more than once")
 
 
 def parse_options(text: str, name: str) -> dict[str, str]:
@@ -195,6 +215,9 @@ class Settings:
     snapshot_retention: int = 10
     snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)
     feature_dim: int = 4
+    # names of the features, in order (default f0..f<dim-1>): carried into the snapshot
+    # manifest, drift messages and metrics, the trainer and the registry
+    feature_names: list[str] = field(default_factory=list)
     max_event_bytes: int = 65_536
     # labels one event may carry; an event with more is a dead letter
     max_labels_per_event: int = 8
@@ -341,6 +364,7 @@ class Settings:
             )
         if not 1 <= self.feature_dim <= 4096:
             raise ConfigError(f"feature_dim: must be in [1, 4096], got {self.feature_dim}")
+        _validate_feature_names(self.feature_names, self.feature_dim)
         for pair in self.hitl_tokens:
             name, sep, token = pair.partition("=")
             if not sep or not name.strip() or len(token) < 16:
@@ -394,6 +418,11 @@ class Settings:
             raise ConfigError(
                 "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
             )
+
+    @property
+    def features(self) -> list[str]:
+        """The feature names: ``feature_names``, or f0..f<dim-1>."""
+        return list(self.feature_names) or [f"f{j}" for j in range(self.feature_dim)]
 
     @property
     def bootstrap(self) -> str:
@@ -470,7 +499,7 @@ class Settings:
     def snapshot(self) -> SnapshotSection:
         return SnapshotSection(
             self.snapshot_dir, self.snapshot_every_s, self.snapshot_retention,
-            self.snapshot_url, self.partitions,
+            self.snapshot_url, self.partitions, tuple(self.features),
         )  # fmt: skip
 
     @property

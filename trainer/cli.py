@@ -14,6 +14,7 @@ import numpy as np
 
 from stratastream.errors import StratastreamError
 
+from .data import feature_vector
 from .errors import TrainerError
 from .model import register_from_reference
 from .registry import ModelRegistry
@@ -185,16 +186,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
             continue
         try:
             feats = json.loads(line)["features"]
-            rows.append([float(v) for v in feats])
         except (ValueError, KeyError, TypeError) as ex:
             raise TrainerError(
-                f'predict input line {i + 1}: expected {{"features": [numbers]}} ({ex})'
+                f'predict input line {i + 1}: expected {{"features": [numbers] or '
+                f"{{name: number}}}} ({ex})"
             ) from None
-        if len(rows[-1]) != e.meta["dim"]:
-            raise TrainerError(
-                f"predict input line {i + 1}: features has {len(rows[-1])} "
-                f"numbers, the model expects {e.meta['dim']}"
-            )
+        names = e.meta.get("feature_names") or [f"f{j}" for j in range(e.meta["dim"])]
+        rows.append(feature_vector(feats, names, f"predict input line {i + 1}: features"))
     probs = predict_proba(
         model, np.array(rows, dtype=np.float32), "cpu", e.meta["config"]["multilabel"]
     )

@@ -34,6 +34,12 @@ class SnapshotData:
     manifest: dict
 
     @property
+    def feature_names(self) -> list[str]:
+        """The features' names from the manifest (f0..f<dim-1> for older snapshots)."""
+        names = self.manifest.get("feature_names") if self.manifest else None
+        return list(names) if names else [f"f{j}" for j in range(self.dim)]
+
+    @property
     def n(self) -> int:
         return int(self.labels.shape[0])
 
@@ -204,4 +210,36 @@ def in_tuning_half(ids: list[str]) -> np.ndarray:
     for i, s in enumerate(ids):
         h = hashlib.blake2b(s.encode(), digest_size=8, person=b"tune").digest()
         out[i] = h[0] & 1 == 1
+    return out
+
+
+def feature_vector(value, names: list[str], where: str = "features") -> list[float]:
+    """A model's input from a list of numbers (in order) or an object by feature name;
+    an error names the missing, unknown or bad feature.
+
+    >>> feature_vector({"b": 2, "a": 1}, ["a", "b"])
+    [1.0, 2.0]
+    >>> feature_vector([1, 2, 3], ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    trainer.errors.TrainerError: features: 3 numbers, the model expects 2 (a, b)
+    """
+    if isinstance(value, dict):
+        missing = [n for n in names if n not in value]
+        unknown = sorted(set(value) - set(names))
+        if missing or unknown:
+            raise TrainerError(f"{where}: missing {missing}, unknown {unknown} (the model's "
+                               f"features: {', '.join(names)})")  # fmt: skip
+        value = [value[n] for n in names]
+    if not isinstance(value, list):
+        raise TrainerError(f"{where}: expected a list of numbers or an object by name")
+    if len(value) != len(names):
+        raise TrainerError(
+            f"{where}: {len(value)} numbers, the model expects {len(names)} ({', '.join(names)})"
+        )
+    out = []
+    for n, v in zip(names, value, strict=True):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise TrainerError(f"{where}: {n} = {v!r} is not a number")
+        out.append(float(v))
     return out

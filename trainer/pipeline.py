@@ -114,6 +114,7 @@ def train_and_register(
             "snapshot_source_offsets": data.manifest.get("source_offsets"),
             "label_names": data.label_names,
             "dim": data.dim,
+            "feature_names": data.feature_names,
             "config": cfg.to_dict(),
             "seed": cfg.seed,
             "trigger": trigger,

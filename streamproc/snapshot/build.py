@@ -110,6 +110,7 @@ def build_snapshot(
     retention: int = 10,
     partitions: int | None = None,
     exclude_ids: frozenset[str] = frozenset(),
+    feature_names: list[str] | tuple[str, ...] | None = None,
 ) -> SnapshotManifest | None:
     """Merge all shards into a new snapshot version.
 
@@ -198,6 +199,7 @@ def build_snapshot(
         counters=counters,
         stability_vs_parent=_stability(store, parent, table),
         held_for_relabel=int((~keep).sum()),
+        feature_names=list(feature_names) if feature_names else None,
         eval_rows=int(eval_sel.sum()),
         eval_seen=eval_seen,
         sampler={

@@ -29,12 +29,19 @@ log = logging.getLogger(__name__)
 
 class DriftWatch:
     def __init__(
-        self, section: DriftSection, feature_dim: int, events_topic: str, metrics: WorkerMetrics
+        self,
+        section: DriftSection,
+        features: int | list[str],
+        events_topic: str,
+        metrics: WorkerMetrics,
     ) -> None:
         self.section = section
         self.events_topic = events_topic
         self.metrics = metrics
-        self.features = [f"f{j}" for j in range(feature_dim)]
+        # the features' names (an int: f0..f<n-1>): drift messages and metrics use them
+        self.features = (
+            [f"f{j}" for j in range(features)] if isinstance(features, int) else list(features)
+        )
         self.monitor = DriftMonitor(self.features, drift_config(section))
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None

@@ -128,7 +128,7 @@ class IngestLoop:
         )
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
         self.drift = (
-            DriftWatch(settings.drift, settings.feature_dim, topic, self.metrics)
+            DriftWatch(settings.drift, settings.features, topic, self.metrics)
             if settings.drift_enabled
             else None
         )

@@ -61,7 +61,9 @@ class SnapshotPublisher:
         """Merge the shards in the store into a new version, publish and announce it.
         Reads only files (the shards), so it may run beside ingestion, in another thread."""
         s = self.section
-        manifest = build_snapshot(shard_dir(s.store), s.store, s.retention, s.partitions, held_ids)
+        manifest = build_snapshot(
+            shard_dir(s.store), s.store, s.retention, s.partitions, held_ids, s.feature_names
+        )
         if manifest is None:
             return None
         path = str(s.store / manifest.version)

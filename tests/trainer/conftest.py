@@ -31,6 +31,7 @@ def make_snapshot(
     store: Path | None = None,
     eval_fraction: float = 0.0,
     eval_capacity: int = 1_000,
+    feature_names: list[str] | None = None,
 ) -> tuple[str, np.ndarray]:
     """Events with label-dependent feature means (``sep`` = 0: uninformative features).
 
@@ -80,7 +81,8 @@ def make_snapshot(
             export_shard(part, proc.next_offset, proc.counters, proc.reservoirs, proc.store),
         )
         proc.store.close()
-    m = build_snapshot(shard_dir, store or root / "snapshots", partitions=partitions)
+    m = build_snapshot(shard_dir, store or root / "snapshots", partitions=partitions,
+                       feature_names=feature_names)  # fmt: skip
     assert m is not None
     return m.version, np.bincount(labels, minlength=n_labels) / n
 

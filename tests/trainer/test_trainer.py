@@ -329,3 +329,47 @@ def test_event_weighting_balances_the_labels_a_multilabel_model_sees() -> None:
     assert plain.event_balance["weighted"] == plain.event_balance["rows_carrying_label"] < 0.35
     assert raked.event_balance["weighted"] > 0.8
     assert raked.report.macro_f1 > 0.8  # still a good model
+
+
+def test_named_features_travel_from_settings_to_predictions(tmp_path: Path) -> None:
+    """Names given to the features reach the manifest, the registry, and `trainer
+    predict`, which then also takes an object by name and names a missing feature."""
+    import subprocess
+    import sys
+
+    from streamproc.settings import Settings
+    from trainer.pipeline import train_and_register
+
+    names = ["cpu_load", "latency_ms", "error_rate", "queue_depth"]
+    assert Settings(feature_names=names).snapshot.feature_names == tuple(names)
+    assert Settings().features == ["f0", "f1", "f2", "f3"]
+    v, _ = make_snapshot(tmp_path, 3_000, 3, seed=4, feature_names=names)
+    store = tmp_path / "snapshots"
+    assert json.loads((store / v / "manifest.json").read_text())["feature_names"] == names
+    reg = ModelRegistry(tmp_path / "reg")
+    out = train_and_register(store, reg, TrainConfig(epochs=2), v, progress=False)
+    assert out.entry.meta["feature_names"] == names
+    row = {"features": {"queue_depth": 1, "error_rate": 0, "latency_ms": 2, "cpu_load": 3}}
+    bad = {"features": {"cpu_load": 3, "latency_ms": 2, "error_rate": 0}}
+
+    def predict(line: dict):
+        return subprocess.run(
+            [sys.executable, "-m", "trainer.cli", "predict", "--registry", str(tmp_path / "reg")],
+            input=json.dumps(line), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    ok = predict(row)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["label"].startswith("L"), ok.stderr
+    err = predict(bad)
+    assert err.returncode != 0 and "missing ['queue_depth']" in err.stderr
+
+
+def test_feature_names_are_validated() -> None:
+    from stratastream.errors import ConfigError
+    from streamproc.settings import Settings
+
+    for names, needle in ((["a", "b"], "2 names for feature_dim=4"),
+                          (["a", "b", "c", "a"], "appear more than once"),
+                          (["a", "b", "c", "1x"], "is not a name")):  # fmt: skip
+        with pytest.raises(ConfigError, match=needle):
+            Settings(feature_names=names)
