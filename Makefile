@@ -30,14 +30,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with all extras
 
-system-deps: ## Install Debian tools the tests use as independent clients (kcat, prometheus)
-	@missing=""; for b in kcat prometheus promtool; do command -v $$b >/dev/null || missing=1; done; \
+system-deps: ## Install Debian tools the tests use as independent clients (kcat, prometheus, chromium)
+	@missing=""; for b in kcat prometheus promtool chromium; do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get install -y -q kcat prometheus >/dev/null || \
-	      { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q kcat prometheus >/dev/null; }; \
-	  else echo "warning: apt-get not available; install kcat and prometheus yourself"; fi; \
+	    $$SUDO apt-get install -y -q kcat prometheus chromium >/dev/null || \
+	      { $$SUDO apt-get update -q >/dev/null && \
+	        $$SUDO apt-get install -y -q kcat prometheus chromium >/dev/null; }; \
+	  else echo "warning: apt-get not available; install kcat, prometheus, chromium yourself"; fi; \
 	fi
 
 run: install ## Run the embedded demo (broker, worker, producer, trainer) with a summary

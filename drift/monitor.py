@@ -71,6 +71,8 @@ class FeatureDrift:
     wasserstein: float
     psi: float
     drifted: bool
+    # both distributions on common bins, for reports: (edges, reference, window) counts
+    histogram: tuple[list[float], list[int], list[int]] | None = None
 
 
 @dataclass
@@ -118,6 +120,19 @@ class DriftReport:
     labels: dict[str, LabelDrift]
     mix: MixDrift
     actions: list[DriftAction]
+
+
+def _histogram(ref: np.ndarray, cur: np.ndarray, bins: int = 24):
+    """Counts of both samples on common bins over their pooled 0.5-99.5% range (the tails
+    go to the end bins), for a report's small plots."""
+    pooled = np.concatenate([ref, cur])
+    lo, hi = np.quantile(pooled, [0.005, 0.995])
+    if not hi > lo:
+        lo, hi = float(pooled.min()) - 0.5, float(pooled.max()) + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    r = np.histogram(np.clip(ref, lo, hi), edges)[0]
+    w = np.histogram(np.clip(cur, lo, hi), edges)[0]
+    return edges.tolist(), r.tolist(), w.tolist()
 
 
 class DriftMonitor:
@@ -277,6 +292,7 @@ class DriftMonitor:
                 wasserstein_1(ref[:, j], cur[:, j], presorted=True),
                 psi(ref[:, j], cur[:, j], c.psi_bins),
                 bool(adj[j] < c.alpha),
+                _histogram(ref[:, j], cur[:, j]),
             )
             for j in range(len(self.features))
         ]

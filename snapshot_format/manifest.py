@@ -44,6 +44,8 @@ class SnapshotManifest:
     event_balance_ratio: float | None = None
     # the features' names, in order (None: written before names existed; f0..f<dim-1>)
     feature_names: list[str] | None = None
+    # the newest drift report when the snapshot was built, relative to the store
+    drift_report: str | None = None
     eval_rows: int = 0
     eval_seen: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION

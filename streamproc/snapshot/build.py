@@ -111,6 +111,7 @@ def build_snapshot(
     partitions: int | None = None,
     exclude_ids: frozenset[str] = frozenset(),
     feature_names: list[str] | tuple[str, ...] | None = None,
+    drift_report: str | None = None,
 ) -> SnapshotManifest | None:
     """Merge all shards into a new snapshot version.
 
@@ -200,6 +201,7 @@ def build_snapshot(
         stability_vs_parent=_stability(store, parent, table),
         held_for_relabel=int((~keep).sum()),
         feature_names=list(feature_names) if feature_names else None,
+        drift_report=drift_report,
         eval_rows=int(eval_sel.sum()),
         eval_seen=eval_seen,
         sampler={

@@ -131,6 +131,21 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
         async def get(self, request):
             return self.json({"error": "use POST /snapshot to request a snapshot"}, status=405)
 
+    @app.page("/drift/report")
+    async def drift_report(web, request):
+        """The newest drift check as an HTML page (?format=json: the same as JSON)."""
+        if loop.drift is None or loop.drift.latest_report is None:
+            return web.json({"error": "no drift check has run yet"}, status=404)
+        as_json = request.query.get("format") == "json"
+        path = loop.drift.report_dir / ("latest.json" if as_json else "latest.html")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return web.json({"error": f"drift report unreadable: {e.strerror}"}, status=503)
+        if as_json:
+            return web.bytes(data, content_type="application/json")
+        return web.html(data.decode())
+
     return app
 
 
@@ -146,6 +161,8 @@ def _status(loop: IngestLoop) -> dict:
         "snapshots": [] if pub is None else list(pub.stats.snapshots),
         "dlq_by_reason": {} if dlq is None else dict(dlq.by_reason),
         "drift": {} if loop.drift is None else dict(loop.drift.action_counts),
+        # the newest drift report: GET /drift/report, or this file in the snapshot store
+        "drift_report": loop.drift_report_path(),
         "labels": loop.summary,
         "partitions": {
             str(p): {

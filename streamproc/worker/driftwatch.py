@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import orjson
 
@@ -34,6 +35,8 @@ class DriftWatch:
         features: int | list[str],
         events_topic: str,
         metrics: WorkerMetrics,
+        report_dir: Path | None = None,
+        report_retention: int = 20,
     ) -> None:
         self.section = section
         self.events_topic = events_topic
@@ -45,6 +48,10 @@ class DriftWatch:
         self.monitor = DriftMonitor(self.features, drift_config(section))
         self.last_check = time.monotonic()
         self.last_report: DriftReport | None = None
+        # each check's report: <report_dir>/<time>.html and .json, and latest.html/.json
+        self.report_dir, self.report_retention = report_dir, report_retention
+        self.latest_report: str | None = None  # file name of the newest HTML report
+        self.reference_version: str | None = None
         self.action_counts: dict[str, int] = {}
         self._last_action: dict[tuple[str, str | None, str | None], float] = {}
         self.cooldown_s = section.action_cooldown_s
@@ -61,6 +68,7 @@ class DriftWatch:
         self.monitor.set_reference(
             t.column("label").to_pylist(), x, {k: float(v) for k, v in manifest.seen.items()}
         )
+        self.reference_version = manifest.version
 
     def due(self) -> bool:
         return time.monotonic() - self.last_check >= self.section.every_s
@@ -106,7 +114,36 @@ class DriftWatch:
                 )
         if report.actions:
             producer.poll(0)
+        self._write_report(report)
         return report
+
+    def _write_report(self, report: DriftReport) -> None:
+        """Write the check's HTML and JSON report (a failure is logged, never raised)."""
+        if self.report_dir is None:
+            return
+        from drift.report import render_html, report_dict
+        from snapshot_format import atomic_write
+
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.3f}"[1:]
+        context = {"checked at (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)),
+                   "events topic": self.events_topic,
+                   "reference": self.reference_version or "none yet"}  # fmt: skip
+        alpha = self.monitor.cfg.alpha
+        try:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            page = render_html(report, "Stratastream drift report", alpha, context).encode()
+            doc = orjson.dumps(report_dict(report, alpha, context))
+            for name, data in ((f"{stamp}.html", page), (f"{stamp}.json", doc),
+                               ("latest.html", page), ("latest.json", doc)):  # fmt: skip
+                atomic_write(self.report_dir / name, data)
+            self.latest_report = f"{stamp}.html"
+            old = sorted(p for p in self.report_dir.glob("2*.html"))
+            for p in old[: max(0, len(old) - self.report_retention)]:
+                p.unlink(missing_ok=True)
+                p.with_suffix(".json").unlink(missing_ok=True)
+        except OSError as e:  # a full disk must not stop drift checks or ingestion
+            log.error("drift report not written to %s: %s", self.report_dir, e)
 
     def _export(self, r: DriftReport) -> None:
         m = self.metrics

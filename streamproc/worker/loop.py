@@ -43,6 +43,8 @@ from streamproc.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
+DRIFT_REPORTS_DIR = "drift-reports"  # inside the snapshot store
+
 _IDLE_S = 0.1  # no message for this long: checkpoint what was processed
 _BUSY_TIMEOUT_S = 0.01  # consume timeout while messages flow
 
@@ -128,7 +130,13 @@ class IngestLoop:
         )
         self.metrics = WorkerMetrics(settings.metrics_max_labels)
         self.drift = (
-            DriftWatch(settings.drift, settings.features, topic, self.metrics)
+            DriftWatch(
+                settings.drift,
+                settings.features,
+                topic,
+                self.metrics,
+                report_dir=settings.snapshot_dir / DRIFT_REPORTS_DIR,
+            )  # fmt: skip
             if settings.drift_enabled
             else None
         )
@@ -257,11 +265,12 @@ class IngestLoop:
         export_s = time.perf_counter() - t
         self.metrics.snapshot_duration.labels("export").observe(export_s)
         held = frozenset(self.held_items)
+        report = self.drift_report_path()
 
         def build() -> None:
             b = time.perf_counter()
             try:
-                self.publisher.build(held)
+                self.publisher.build(held, report)
             except Exception:  # noqa: BLE001 - logged and counted; the next one retries
                 self.metrics.snapshot_failures.inc()
                 log.exception("snapshot build failed; ingestion continues, the next retries")
@@ -272,6 +281,12 @@ class IngestLoop:
 
         self._build = threading.Thread(target=build, name="snapshot-build", daemon=True)
         self._build.start()
+
+    def drift_report_path(self) -> str | None:
+        """The newest drift report, relative to the snapshot store (for manifests)."""
+        if self.drift is None or self.drift.latest_report is None:
+            return None
+        return f"{DRIFT_REPORTS_DIR}/{self.drift.latest_report}"
 
     def _snapshot_interval(self) -> float:
         """The snapshot timer, stretched so a snapshot takes at most ``snapshot_max_share``

@@ -57,13 +57,16 @@ class SnapshotPublisher:
         self.export(procs)
         return self.build(held_ids)
 
-    def build(self, held_ids: frozenset[str] = frozenset()) -> str | None:
+    def build(
+        self, held_ids: frozenset[str] = frozenset(), drift_report: str | None = None
+    ) -> str | None:
         """Merge the shards in the store into a new version, publish and announce it.
         Reads only files (the shards), so it may run beside ingestion, in another thread."""
         s = self.section
         manifest = build_snapshot(
-            shard_dir(s.store), s.store, s.retention, s.partitions, held_ids, s.feature_names
-        )
+            shard_dir(s.store), s.store, s.retention, s.partitions, held_ids, s.feature_names,
+            drift_report,
+        )  # fmt: skip
         if manifest is None:
             return None
         path = str(s.store / manifest.version)

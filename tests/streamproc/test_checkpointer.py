@@ -360,10 +360,10 @@ def test_snapshots_build_beside_ingestion_one_at_a_time(tmp_path: Path) -> None:
     release, entered = threading.Event(), threading.Event()
     real_build = loop.publisher.build
 
-    def slow_build(held):
+    def slow_build(held, drift_report=None):
         entered.set()
         assert release.wait(30)  # the test decides when the build may finish
-        return real_build(held)
+        return real_build(held, drift_report)
 
     loop.publisher.build = slow_build
     loop._snapshot_safely()
