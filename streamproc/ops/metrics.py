@@ -112,6 +112,13 @@ class WorkerMetrics:
             ["partition", "policy"],
             registry=r,
         )
+        self.state_rebuilt = Counter(
+            "strata_state_rebuilt",
+            "Partitions found without state although the group had committed an offset "
+            "(state lost), rebuilt from the log start",
+            ["partition"],
+            registry=r,
+        )
         self.state_quarantined = Counter(
             "strata_state_quarantined",
             "Partition state stores found unreadable at open, moved to "

@@ -99,6 +99,13 @@ class RocksPartitionStore:
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        # bounded disk besides the data: RocksDB's info logs (one LOG.old.* per restart
+        # otherwise, never trimmed) and the write-ahead log (a checkpoint rewrites the
+        # reservoirs and locator table; past this size the memtable is flushed and the
+        # old WAL files dropped)
+        opts.set_keep_log_file_num(2)
+        opts.set_max_log_file_size(4 << 20)
+        opts.set_max_total_wal_size(64 << 20)
         try:
             self._db = Rdict(str(path), options=opts)
         except Exception as e:

@@ -213,8 +213,11 @@ class IngestLoop:
         from confluent_kafka import TopicPartition
 
         out = []
+        fresh = []
         for tp in partitions:
             proc = self.partitions.open(tp.partition)
+            if proc.next_offset == 0:
+                fresh.append(proc)
             # one message early: the first message must be the last one processed
             out.append(TopicPartition(tp.topic, tp.partition, proc.resume_offset()))
             if not proc.log_checked:
@@ -222,6 +225,48 @@ class IngestLoop:
             log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
         consumer.assign(out)
         self.health.assigned_once = True
+        if fresh:
+            self._check_missing_state(consumer, fresh)
+
+    def _check_missing_state(self, consumer, procs: list) -> None:
+        """A partition with no state (no checkpoint, no shard) whose group has committed
+        an offset had state that is gone (a deleted or wiped store, an empty MANIFEST or
+        WAL). While the log still starts at 0 the rebuild from offset 0 is exact: say so.
+        When it does not, the events before its start are lost: never silently."""
+        from confluent_kafka import TopicPartition
+
+        topic = self.settings.events_topic
+        try:
+            committed = consumer.committed(
+                [TopicPartition(topic, p.partition) for p in procs], timeout=10
+            )
+        except Exception as e:  # noqa: BLE001 - no answer is no proof either way
+            log.warning("could not read committed offsets to check for lost state: %s", e)
+            return
+        for proc, tp in zip(procs, committed, strict=True):
+            if tp.offset is None or tp.offset <= 0:
+                continue
+            try:
+                low, _ = consumer.get_watermark_offsets(tp, timeout=10)
+            except Exception as e:  # noqa: BLE001
+                log.warning("partition %d: log start unknown (%s)", proc.partition, e)
+                continue
+            self.metrics.state_rebuilt.labels(str(proc.partition)).inc()
+            if low <= 0:
+                log.warning(
+                    "partition %d: no state here, but the group committed offset %d: the "
+                    "state was lost (a wiped or damaged store); rebuilding it exactly from "
+                    "the log start", proc.partition, tp.offset,
+                )  # fmt: skip
+                continue
+            proc.log_checked = True
+            self._log_rewound(
+                proc,
+                f"no state here, but the group committed offset {tp.offset} and the log "
+                f"now starts at {low}: the state was lost and the events before {low} "
+                "cannot be replayed",
+                None,
+            )
 
     def _on_revoke(self, consumer, partitions) -> None:
         for tp in partitions:

@@ -171,3 +171,14 @@ def test_spot_check_sample_is_stratified_and_stable() -> None:
     assert spot_check_rows(labels, ids, 0.05) == rows
     sub = spot_check_rows(labels[:3_000], ids[:3_000], 0.05)
     assert sub == [i for i in rows if i < 3_000]
+
+
+def test_restarts_do_not_pile_up_rocksdb_info_logs(tmp_path: Path) -> None:
+    """Every open used to leave a LOG.old.* file behind, never trimmed."""
+    for i in range(6):
+        proc = _proc(tmp_path / "p")
+        proc.process(_msgs(200, start=200 * i))
+        proc.checkpoint()
+        proc.store.close()
+    logs = list((tmp_path / "p").glob("LOG*"))
+    assert 1 <= len(logs) <= 2, [p.name for p in logs]
