@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps run test lint bench clean
+.PHONY: help install system-deps run test lint bench bench-reference clean
 
 help: ## Show this help (coloured on a terminal only)
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=; r=; fi; \
@@ -52,8 +52,11 @@ lint: install ## Ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install ## Run the benchmarks; results go to benchmarks/results/
+bench: install ## Run the benchmarks; results go to .run/bench/ (the tree stays clean)
 	$(BIN)/python -m benchmarks.run
+
+bench-reference: install ## Run the benchmarks and refresh the reference results in benchmarks/results/
+	STRATA_BENCH_OUT=benchmarks/results $(BIN)/python -m benchmarks.run
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

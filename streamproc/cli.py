@@ -152,14 +152,15 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
 
         pq.write_table(table, out)
     elif out.suffix == ".csv":
-        import pyarrow.csv as pc
+        import pyarrow.csv as pcsv
 
-        pc.write_csv(table.drop(["labels", "features"]), out)
+        pcsv.write_csv(_flat_table(table, fmt.read_manifest(store, version)), out)
     elif out.suffix == ".jsonl":
         import orjson
 
         with open(out, "wb") as f:
             for row in table.to_pylist():
+                row["payload"] = orjson.loads(row["payload"]) if row["payload"] else None
                 f.write(orjson.dumps(row) + b"\n")
     else:
         raise StratastreamError(
@@ -167,6 +168,25 @@ def cmd_snapshot(a: argparse.Namespace) -> int:
         )
     print(f"exported {table.num_rows} rows of {version} to {out}")
     return 0
+
+
+def _flat_table(table, manifest):
+    """CSV has no lists: one column per feature (named as the manifest names them) and
+    the labels joined by ``|``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    feats = table.column("features").combine_chunks()
+    dim = feats.type.list_size
+    x = feats.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    names = manifest.feature_names or [f"f{j}" for j in range(dim)]
+    labels = pc.binary_join(table.column("labels"), "|")
+    out = table.drop(["features", "labels"])
+    out = out.add_column(1, "labels", labels)
+    for j, n in enumerate(names):
+        out = out.append_column(n, pa.array(np.ascontiguousarray(x[:, j])))
+    return out
 
 
 def cmd_dlq(a: argparse.Namespace) -> int:
