@@ -144,7 +144,10 @@ def train_and_register(
             },
             "compared_with": current.id if current else None,
             "previous_f1_same_data": prev_f1,
-            "promoted_on_creation": better,
+            # what this training decided; whether the model *is* promoted is the
+            # registry's history (a kill between the two is finished by recover())
+            "decision": "promote" if better else "keep",
+            "decision_reason": reason,
         }
         png = training_png(
             data.version[:8],

@@ -83,13 +83,47 @@ class ModelRegistry:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive lock: never two trainings or registry changes at once."""
+        """Exclusive lock: never two trainings or registry changes at once. Whoever takes
+        it first finishes what a killed writer left half done (:meth:`recover`)."""
         with open(self.root / ".lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
+                self.recover()
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    def recover(self) -> list[str]:
+        """Finish what a writer killed mid-way left (call under :meth:`lock`):
+
+        * the history (``history.jsonl``, appended and fsynced first) is the truth, and
+          ``PROMOTED`` is rewritten to its last promoted model when they disagree;
+        * an entry whose training decided to promote it, newer than the last promotion
+          in the history, is promoted (the kill came between writing it and promoting).
+
+        Returns what was done (for logs and tests)."""
+        done = []
+        hist = [h for h in self.history() if h.get("action") in ("promote", "rollback")]
+        last = hist[-1] if hist else None
+        entries = self.list()
+        pending = [
+            e for e in entries
+            if e.meta.get("decision") == "promote"
+            and (last is None or e.meta["created_at"] > last.get("at", 0))
+            and not any(h.get("model") == e.id for h in hist)
+        ]  # fmt: skip
+        if pending:
+            e = pending[-1]
+            reason = e.meta.get("decision_reason", "promoted by its training")
+            self._set_promoted(e.id, "promote", f"{reason} (finished after an interruption)")
+            done.append(f"promoted {e.id}")
+            return done
+        cur = (self.root / "PROMOTED").read_text().strip() if (
+            self.root / "PROMOTED").exists() else None  # fmt: skip
+        if last is not None and cur != last["model"]:
+            self._write_promoted(last["model"])
+            done.append(f"PROMOTED set to {last['model']} (history's last)")
+        return done
 
     # ---------------------------------------------------------------- entries
     def list(self) -> list[ModelEntry]:
@@ -189,9 +223,7 @@ class ModelRegistry:
         raise TrainerError(f"registry {self.root}: nothing to roll back to")
 
     def _set_promoted(self, model_id: str, action: str, reason: str) -> None:
-        tmp = self.root / ".PROMOTED.tmp"
-        tmp.write_text(model_id)
-        os.replace(tmp, self.root / "PROMOTED")
+        # the history first (it is the truth, see recover), then the PROMOTED pointer
         with open(self.root / "history.jsonl", "a") as f:
             f.write(
                 json.dumps(
@@ -201,3 +233,9 @@ class ModelRegistry:
             )
             f.flush()
             os.fsync(f.fileno())
+        self._write_promoted(model_id)
+
+    def _write_promoted(self, model_id: str) -> None:
+        tmp = self.root / ".PROMOTED.tmp"
+        tmp.write_text(model_id)
+        os.replace(tmp, self.root / "PROMOTED")

@@ -186,7 +186,7 @@ def test_cli_train_predict_and_bad_input(learnable, tmp_path: Path) -> None:
         text=True,
     )
     assert r.returncode == 2
-    assert "line 1: features has 2 numbers, the model expects 4" in r.stderr
+    assert "line 1: features: 2 numbers, the model expects 4 (f0, f1, f2, f3)" in r.stderr
     r = subprocess.run(
         [*run, "registry", "rollback", "--registry", str(reg)], capture_output=True, text=True
     )
@@ -373,3 +373,36 @@ def test_feature_names_are_validated() -> None:
                           (["a", "b", "c", "1x"], "is not a name")):  # fmt: skip
         with pytest.raises(ConfigError, match=needle):
             Settings(feature_names=names)
+
+
+def test_a_kill_between_writing_and_promoting_is_finished_by_the_next_writer(
+    learnable, tmp_path: Path, monkeypatch
+) -> None:
+    """The entry is written, then the process dies before promoting it: the entry records
+    the decision (not a promotion that never happened), and the next process to take the
+    registry's lock finishes it. History first, PROMOTED second: a pointer left behind is
+    repaired from the history."""
+    from trainer.pipeline import train_and_register
+
+    store, version = learnable
+    reg = ModelRegistry(tmp_path / "reg")
+
+    def killed(*a, **k):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(ModelRegistry, "promote", killed)
+    with pytest.raises(SystemExit):
+        train_and_register(store, reg, TrainConfig(**FAST), version, progress=False)
+    monkeypatch.undo()
+    (entry,) = reg.list()
+    assert entry.meta["decision"] == "promote" and reg.promoted() is None
+    assert "promoted_on_creation" not in entry.meta
+    with reg.lock():  # any writer: a training, `registry promote`, `registry rollback`
+        pass
+    assert reg.promoted().id == entry.id
+    assert "finished after an interruption" in reg.history()[-1]["reason"]
+    # a PROMOTED pointer that lags the history (killed between the two writes)
+    (tmp_path / "reg" / "PROMOTED").unlink()
+    assert ModelRegistry(tmp_path / "reg").recover() == [f"PROMOTED set to {entry.id} "
+                                                          "(history's last)"]  # fmt: skip
+    assert reg.promoted().id == entry.id
