@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps run test lint bench bench-reference clean
+.PHONY: help install system-deps run test lint bench bench-reference docs clean
 
 help: ## Show this help (coloured on a terminal only)
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=; r=; fi; \
@@ -57,6 +57,11 @@ bench: install ## Run the benchmarks; results go to .run/bench/ (the tree stays 
 
 bench-reference: install ## Run the benchmarks and refresh the reference results in benchmarks/results/
 	STRATA_BENCH_OUT=benchmarks/results $(BIN)/python -m benchmarks.run
+
+docs: install ## Build the API reference from the docstrings into .run/apidocs/ (pdoc)
+	PDOC_ALLOW_EXEC=1 $(BIN)/python -m pdoc -o .run/apidocs stratastream sampler drift \
+	  snapshot_format trainer streamproc
+	@echo "API reference: .run/apidocs/index.html"
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
