@@ -108,49 +108,59 @@ def produce_synthetic(
     bar = _bar(n, progress)
     t0 = time.perf_counter()
     pending_frame: list[dict] = []
-    for i in range(n):
-        drifted = drift_at is not None and i >= drift_at * n
-        probs = p[::-1] if drifted else p
-        li = int(rng.choice(n_labels, p=probs))
-        labels = [names[li]]
-        if rng.random() < multilabel_frac:
-            other = int(rng.integers(n_labels))
-            if other != li:
-                labels.append(names[other])
-        mu = means[li] + (drift_shift if drifted else 0.0)
-        ev = {
-            "id": f"evt-{seed}-{i}",
-            "ts": t_start + i * 0.01,
-            "features": (mu + rng.normal(size=feature_dim)).round(4).tolist(),
-            "payload": {"user": f"user{int(rng.integers(1000))}", "msg": f"event {i}"},
-        }
-        ev["label" if len(labels) == 1 else "labels"] = labels[0] if len(labels) == 1 else labels
-        rep.events += 1
-        rep.per_label[labels[0]] += 1
-        if frame_rows:
-            pending_frame.append(ev)
-            if len(pending_frame) >= frame_rows or i == n - 1:
-                _send_frame(prod, topic, pending_frame, on_delivery)
+    chunk = 10_000  # random draws are made for a chunk of events at once, in numpy
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        m = hi - lo
+        idx = np.arange(lo, hi)
+        drifted = (idx >= drift_at * n) if drift_at is not None else np.zeros(m, bool)
+        li = np.where(drifted, rng.choice(n_labels, m, p=p[::-1]), rng.choice(n_labels, m, p=p))
+        multi = rng.random(m) < multilabel_frac
+        other = rng.integers(n_labels, size=m)
+        feats = (means[li] + np.where(drifted, drift_shift, 0.0)[:, None]
+                 + rng.normal(size=(m, feature_dim))).round(4)  # fmt: skip
+        users = rng.integers(1000, size=m)
+        bad = rng.random(m) < malformed_frac if malformed_frac else np.zeros(m, bool)
+        kinds = rng.integers(len(MALFORMED_KINDS), size=m)
+        feat_rows = feats.tolist()
+        for k in range(m):
+            i = lo + k
+            first = names[li[k]]
+            labels = [first, names[other[k]]] if multi[k] and other[k] != li[k] else [first]
+            ev = {
+                "id": f"evt-{seed}-{i}",
+                "ts": t_start + i * 0.01,
+                "features": feat_rows[k],
+                "payload": {"user": f"user{users[k]}", "msg": f"event {i}"},
+            }
+            if len(labels) == 1:
+                ev["label"] = first
+            else:
+                ev["labels"] = labels
+            rep.events += 1
+            rep.per_label[first] += 1
+            if frame_rows:
+                pending_frame.append(ev)
+                if len(pending_frame) >= frame_rows or i == n - 1:
+                    _send_frame(prod, topic, pending_frame, on_delivery)
+                    rep.messages += 1
+                    pending_frame = []
+            else:
+                _produce(prod, topic, orjson.dumps(ev), ev["id"].encode(), on_delivery)
                 rep.messages += 1
-                pending_frame = []
-        else:
-            prod.produce(topic, orjson.dumps(ev), key=ev["id"].encode(), on_delivery=on_delivery)
-            rep.messages += 1
-        if malformed_frac and rng.random() < malformed_frac:
-            kind = MALFORMED_KINDS[int(rng.integers(len(MALFORMED_KINDS)))]
-            prod.produce(
-                topic, _malformed(kind, ev, now), key=f"bad-{i}".encode(), on_delivery=on_delivery
-            )
-            rep.malformed[kind] += 1
-            rep.messages += 1
-        if i % 5_000 == 0:
-            prod.poll(0)
-        if rate > 0 and i % 100 == 99:  # fine-grained: a paced stream has no long pauses
-            ahead = (i + 1) / rate - (time.perf_counter() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        if bar is not None and i % 1_000 == 999:
-            bar.update(1_000)
+            if bad[k]:
+                kind = MALFORMED_KINDS[int(kinds[k])]
+                _produce(prod, topic, _malformed(kind, ev, now), f"bad-{i}".encode(),
+                         on_delivery)  # fmt: skip
+                rep.malformed[kind] += 1
+                rep.messages += 1
+            if rate > 0 and i % 100 == 99:  # fine-grained: a paced stream has no long pauses
+                ahead = (i + 1) / rate - (time.perf_counter() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        prod.poll(0)
+        if bar is not None:
+            bar.update(m)
     left = prod.flush(60)
     rep.seconds = time.perf_counter() - t0
     if bar is not None:
@@ -159,6 +169,15 @@ def produce_synthetic(
     if left or errors:
         raise RuntimeError(f"producer: {left} messages undelivered, errors: {errors[:3]}")
     return rep
+
+
+def _produce(prod, topic: str, value: bytes, key: bytes, on_delivery) -> None:
+    while True:
+        try:
+            prod.produce(topic, value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain it
+            prod.poll(0.05)
 
 
 def _send_frame(prod, topic: str, evs: list[dict], on_delivery) -> None:
@@ -170,7 +189,7 @@ def _send_frame(prod, topic: str, evs: list[dict], on_delivery) -> None:
         ids=[e["id"] for e in evs],
         payloads=[e["payload"] for e in evs],
     )
-    prod.produce(topic, frame, key=evs[0]["id"].encode(), on_delivery=on_delivery)
+    _produce(prod, topic, frame, evs[0]["id"].encode(), on_delivery)
 
 
 def _malformed(kind: str, ev: dict, now: float) -> bytes:
