@@ -14,11 +14,16 @@ import numpy as np
 
 from stratastream.errors import StratastreamError
 
-from .data import feature_vector
 from .errors import TrainerError
-from .model import register_from_reference
-from .registry import ModelRegistry
-from .train import TrainConfig
+
+# torch and the trainer's modules are imported by the commands, not here: `trainer
+# --help` and argument errors answer at once
+
+
+def _registry(path: str):
+    from .registry import ModelRegistry
+
+    return ModelRegistry(Path(path))
 
 
 def _store(location: str) -> Path | str:
@@ -26,7 +31,10 @@ def _store(location: str) -> Path | str:
     return location if "://" in location else Path(location)
 
 
-def _cfg(a: argparse.Namespace) -> TrainConfig:
+def _cfg(a: argparse.Namespace):
+    from .model import register_from_reference
+    from .train import TrainConfig
+
     return TrainConfig(
         model=register_from_reference(a.model),  # operator input, imported here only
         epochs=a.epochs,
@@ -45,7 +53,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     out = train_and_register(
         _store(a.snapshot_dir),
-        ModelRegistry(Path(a.registry)),
+        _registry(a.registry),
         _cfg(a),
         a.version,
         a.margin,
@@ -112,7 +120,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
         wait_for_broker(bootstrap, a.broker_timeout, kafka)
     f = Follower(
         _store(a.snapshot_dir),
-        ModelRegistry(Path(a.registry)),
+        _registry(a.registry),
         _cfg(a),
         bootstrap=bootstrap,
         snapshots_topic=a.snapshots_topic,
@@ -140,7 +148,7 @@ def cmd_follow(a: argparse.Namespace) -> int:
 def cmd_registry(a: argparse.Namespace) -> int:
     if not (Path(a.registry) / "models").is_dir():  # reading must not create a registry
         raise TrainerError(f"registry: {a.registry} is not a model registry (no models/ in it)")
-    reg = ModelRegistry(Path(a.registry))
+    reg = _registry(a.registry)
     if a.action == "list":
         cur = reg.promoted()
         for e in reg.list():
@@ -174,7 +182,7 @@ def cmd_registry(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from .train import predict_proba
 
-    reg = ModelRegistry(Path(a.registry))
+    reg = _registry(a.registry)
     cur = reg.promoted()
     if cur is None:
         raise TrainerError(f"registry {a.registry}: no promoted model")
@@ -192,6 +200,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
                 f"{{name: number}}}} ({ex})"
             ) from None
         names = e.meta.get("feature_names") or [f"f{j}" for j in range(e.meta["dim"])]
+        from .data import feature_vector
+
         rows.append(feature_vector(feats, names, f"predict input line {i + 1}: features"))
     probs = predict_proba(
         model, np.array(rows, dtype=np.float32), "cpu", e.meta["config"]["multilabel"]
