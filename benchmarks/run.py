@@ -10,6 +10,7 @@ from . import (
     bench_sampler,
     bench_snapshot,
     bench_snapshot_cadence,
+    bench_soak,
     bench_trainer,
 )
 
@@ -23,6 +24,7 @@ def main() -> None:
     bench_quality.main()
     bench_e2e.main()
     bench_snapshot_cadence.main()
+    bench_soak.main()
 
 
 if __name__ == "__main__":
