@@ -188,9 +188,12 @@ class DriftMonitor:
         out = self.window.update(ids, ts, np.asarray(keys, dtype=np.uint64))
         for l, k in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
             self._rows.pop((l, k), None)
-        feats = np.asarray(features, dtype=np.float64)
-        for i in out.admitted.tolist():
-            self._rows[(int(ids[i]), int(keys[i]))] = (float(ts[i]), feats[i])
+        # copies of the admitted rows only: a view into the batch would keep the whole
+        # batch's features alive for as long as one of its rows stays in the window
+        adm = out.admitted
+        rows = np.array(features, dtype=np.float64)[adm] if adm.size else None
+        for j, i in enumerate(adm.tolist()):
+            self._rows[(int(ids[i]), int(keys[i]))] = (float(ts[i]), rows[j].copy())
         # exponentially decayed label counts of the window, brought to the batch's end time
         t_end = float(ts.max())
         if self._mix_t is not None and t_end > self._mix_t:

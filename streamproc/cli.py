@@ -88,12 +88,30 @@ def preflight(s: Settings, host: str, port: int) -> None:
             ) from None
 
 
+def _limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread its own malloc arena; the snapshot build thread's large,
+    short-lived tables then leave hundreds of MB of fragmented arenas behind (measured:
+    peak RSS 1.4 GB instead of 1.1 GB over 40M events). Cap the arenas, as
+    MALLOC_ARENA_MAX=2 does, before any thread starts; a no-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return  # the operator chose
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(ctypes.c_int(-8), ctypes.c_int(n))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def cmd_worker(a: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from streamproc.worker.app import create_app
     from streamproc.worker.topics import create_topics, wait_for_broker
 
+    _limit_malloc_arenas()
     s = settings_of(a)
     bootstrap = bootstrap_of(s)
     preflight(s, s.web_bind, a.web_port)
