@@ -203,18 +203,30 @@ def cmd_predict(a: argparse.Namespace) -> int:
         from .data import feature_vector
 
         rows.append(feature_vector(feats, names, f"predict input line {i + 1}: features"))
-    probs = predict_proba(
-        model, np.array(rows, dtype=np.float32), "cpu", e.meta["config"]["multilabel"]
-    )
+    x = np.array(rows, dtype=np.float32)
+    probs = predict_proba(model, x, "cpu", e.meta["config"]["multilabel"])
+    attrs = None
+    if a.explain:
+        import torch
+
+        from .explain import integrated_gradients
+
+        base = np.asarray(e.meta.get("explain_baseline") or x.mean(0), dtype=np.float32)
+        attrs = integrated_gradients(model, torch.from_numpy(x), torch.from_numpy(base),
+                                     multilabel=e.meta["config"]["multilabel"])  # fmt: skip
+        feat_names = e.meta.get("feature_names") or [f"f{j}" for j in range(x.shape[1])]
     multilabel = bool(e.meta["config"]["multilabel"])
     cut = np.asarray(e.meta.get("thresholds") or [0.5] * len(e.label_names))
-    for p in probs:
+    for r, p in enumerate(probs):
         top = int(p.argmax())
         out = {"model": e.id, "label": e.label_names[top], "probability": round(float(p[top]), 6)}
         if multilabel:  # every label above its threshold (chosen on the evaluation split)
             out["labels"] = [e.label_names[j] for j in np.flatnonzero(p >= cut).tolist()]
             out["probabilities"] = {n: round(float(v), 6) for n, v in zip(e.label_names, p,
                                                                           strict=True)}  # fmt: skip
+        if attrs is not None:  # integrated gradients for the predicted label
+            out["attributions"] = {n: round(float(v), 6) for n, v in zip(
+                feat_names, attrs.attributions[r], strict=True)}  # fmt: skip
         print(json.dumps(out))
     return 0
 
@@ -327,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict with the promoted model (JSON lines in)")
     common(pr)
     pr.add_argument("--input", default="-", help='JSON lines {"features": [...]}; - = stdin')
+    pr.add_argument("--explain", action="store_true",
+                    help="add per-feature attributions (integrated gradients)")  # fmt: skip
     pr.set_defaults(fn=cmd_predict)
     return p
 

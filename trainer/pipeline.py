@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import in_eval_split, load_eval_slice, load_snapshot, load_test_set
+from .explain import global_importance
 from .promotion import compare
 from .registry import ModelEntry, ModelRegistry
 from .report import training_png
@@ -98,6 +99,9 @@ def train_and_register(
                     cmp_data.labels, new_pred, old_pred, k, promote_metric, weights,
                     confidence, margin, seed=cfg.seed,
                 )  # fmt: skip
+        baseline = data.features.mean(0).astype(np.float32)
+        importance = global_importance(new_model, cmp_data.features, baseline,
+                                       multilabel=cfg.multilabel)  # fmt: skip
         f1 = new_rep.macro_f1
         if current is None:
             better, reason = True, "first model"
@@ -115,6 +119,12 @@ def train_and_register(
             "label_names": data.label_names,
             "dim": data.dim,
             "feature_names": data.feature_names,
+            # explanations: integrated gradients from this baseline (the training rows'
+            # mean); global importance = mean |attribution| over the comparison rows
+            "explain_baseline": baseline.tolist(),
+            "feature_importance": dict(
+                zip(data.feature_names, importance.tolist(), strict=True)
+            ),  # fmt: skip
             "config": cfg.to_dict(),
             "seed": cfg.seed,
             "trigger": trigger,

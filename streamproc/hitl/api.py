@@ -97,9 +97,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
 
     async def do_predict(body: bytes, identity: str):
         req = check_predict(decode(PredictRequest, body))
-        label, prob, model = await asyncio.get_running_loop().run_in_executor(
-            None, predictor.predict, req.features
+        out = await asyncio.get_running_loop().run_in_executor(
+            None, predictor.predict, req.features, req.explain
         )
+        label, prob, model = out[:3]
         pid = uuid.uuid4().hex
         await durable(
             predictions,
@@ -115,7 +116,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
             },
         )
         metrics.predictions.inc()
-        return 200, {"prediction_id": pid, "label": label, "probability": prob, "model": model}
+        answer = {"prediction_id": pid, "label": label, "probability": prob, "model": model}
+        if req.explain:
+            answer["attributions"] = out[3]
+        return 200, answer
 
     async def do_feedback(body: bytes, identity: str):
         req = check_feedback(decode(FeedbackRequest, body))

@@ -20,7 +20,11 @@ class Predictor:
         self._model = None
         self._entry = None
 
-    def predict(self, features: list[float]) -> tuple[str, float, str]:
+    def predict(
+        self, features: list[float], explain: bool = False
+    ) -> tuple[str, float, str] | tuple[str, float, str, dict[str, float]]:
+        """(label, probability, model id); with ``explain``, also per-feature
+        attributions for that label (integrated gradients, by feature name)."""
         from trainer.registry import ModelRegistry
         from trainer.train import predict_proba
 
@@ -41,4 +45,17 @@ class Predictor:
         if not np.isfinite(p).all():  # e.g. overflow inside the model: no answer, not null
             raise HttpError(422, "features: the model gives no finite probabilities for them")
         top = int(p.argmax())
-        return self._entry.label_names[top], float(p[top]), cur.id
+        label = self._entry.label_names[top]
+        if not explain:
+            return label, float(p[top]), cur.id
+        import torch
+
+        from trainer.explain import integrated_gradients
+
+        meta = self._entry.meta
+        base = np.asarray(meta.get("explain_baseline") or np.zeros(dim), dtype=np.float32)
+        a = integrated_gradients(self._model, torch.from_numpy(x.astype(np.float32)),
+                                 torch.from_numpy(base))  # fmt: skip
+        names = meta.get("feature_names") or [f"f{j}" for j in range(dim)]
+        attrs = {n: float(v) for n, v in zip(names, a.attributions[0], strict=True)}
+        return label, float(p[top]), cur.id, attrs

@@ -26,6 +26,7 @@ class HttpError(Exception):
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
     features: list[float]
     event_id: str | None = None
+    explain: bool = False  # add per-feature attributions (integrated gradients)
 
 
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -79,9 +80,13 @@ OPENAPI = {
             "Predict with the promoted model (503 when none is promoted)",
             _obj(
                 ["features"],
-                {"features": {"type": "array", "items": {"type": "number"}}, "event_id": _STR},
+                {
+                    "features": {"type": "array", "items": {"type": "number"}},
+                    "event_id": _STR,
+                    "explain": {"type": "boolean"},
+                },
             ),
-            "200 prediction_id, label, probability, model",
+            "200 prediction_id, label, probability, model (explain: attributions)",
         ),
         "/feedback": _op(
             "Vote on or correct a prediction",

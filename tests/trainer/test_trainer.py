@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.data import load_snapshot
 from trainer.errors import TrainerError
@@ -406,3 +407,54 @@ def test_a_kill_between_writing_and_promoting_is_finished_by_the_next_writer(
     assert ModelRegistry(tmp_path / "reg").recover() == [f"PROMOTED set to {entry.id} "
                                                           "(history's last)"]  # fmt: skip
     assert reg.promoted().id == entry.id
+
+
+def test_attributions_find_the_features_the_answer_depends_on(tmp_path: Path) -> None:
+    """The label depends on features 0 and 2 only: integrated gradients give them nearly
+    all the attribution, per prediction and globally; the registry records the global
+    importances; `trainer predict --explain` and the /predict predictor return them."""
+    import subprocess
+    import sys
+
+    from streamproc.hitl.predictor import Predictor
+    from trainer.data import SnapshotData
+    from trainer.explain import global_importance, integrated_gradients
+
+    rng = np.random.default_rng(8)
+    n = 4_000
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 2]) > 0).astype(np.int64)
+    names = ["a", "b"]
+    data = SnapshotData(
+        "xg",
+        names,
+        x,
+        y,
+        np.eye(2, dtype=np.float32)[y],
+        np.ones(n),
+        [f"e{i}" for i in range(n)],
+        {"feature_names": ["u", "v", "w", "z"]},
+    )
+    res = train(data, TrainConfig(epochs=8, seed=0), progress=False)  # fmt: skip
+    base = x.mean(0)
+    imp = global_importance(res.model.cpu(), x[:400], base)
+    assert min(imp[0], imp[2]) > 5 * max(imp[1], imp[3]), imp
+    a = integrated_gradients(res.model.cpu(), torch.from_numpy(x[:50]), torch.from_numpy(base))
+    assert float(np.median(a.completeness_gap)) < 0.02  # attributions add up
+    # through the registry, the CLI and the HTTP predictor
+    from trainer.pipeline import train_and_register
+
+    v, _ = make_snapshot(tmp_path, 3_000, 3, seed=5)
+    reg = ModelRegistry(tmp_path / "reg")
+    out = train_and_register(tmp_path / "snapshots", reg, TrainConfig(epochs=3), v,
+                             progress=False)  # fmt: skip
+    assert set(out.entry.meta["feature_importance"]) == {"f0", "f1", "f2", "f3"}
+    r = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "predict", "--registry", str(tmp_path / "reg"),
+         "--explain"], input=json.dumps({"features": [1, 2, 3, 4]}),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["attributions"]) == {"f0", "f1", "f2", "f3"}
+    label, prob, model, attrs = Predictor(tmp_path / "reg").predict([1, 2, 3, 4], explain=True)
+    assert model == out.entry.id and set(attrs) == {"f0", "f1", "f2", "f3"}
