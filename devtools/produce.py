@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from streamproc.decode.frames import encode_frame
+from streamproc.feed.send import send_waiting
 
 MALFORMED_KINDS = (
     "undecodable",
@@ -146,11 +147,11 @@ def produce_synthetic(
                     rep.messages += 1
                     pending_frame = []
             else:
-                _produce(prod, topic, orjson.dumps(ev), ev["id"].encode(), on_delivery)
+                send_waiting(prod, topic, orjson.dumps(ev), ev["id"].encode(), on_delivery)
                 rep.messages += 1
             if bad[k]:
                 kind = MALFORMED_KINDS[int(kinds[k])]
-                _produce(prod, topic, _malformed(kind, ev, now), f"bad-{i}".encode(),
+                send_waiting(prod, topic, _malformed(kind, ev, now), f"bad-{i}".encode(),
                          on_delivery)  # fmt: skip
                 rep.malformed[kind] += 1
                 rep.messages += 1
@@ -171,15 +172,6 @@ def produce_synthetic(
     return rep
 
 
-def _produce(prod, topic: str, value: bytes, key: bytes, on_delivery) -> None:
-    while True:
-        try:
-            prod.produce(topic, value, key=key, on_delivery=on_delivery)
-            return
-        except BufferError:  # the local queue is full: let deliveries drain it
-            prod.poll(0.05)
-
-
 def _send_frame(prod, topic: str, evs: list[dict], on_delivery) -> None:
     labels = [e.get("labels") or [e["label"]] for e in evs]
     frame = encode_frame(
@@ -189,7 +181,7 @@ def _send_frame(prod, topic: str, evs: list[dict], on_delivery) -> None:
         ids=[e["id"] for e in evs],
         payloads=[e["payload"] for e in evs],
     )
-    _produce(prod, topic, frame, evs[0]["id"].encode(), on_delivery)
+    send_waiting(prod, topic, frame, evs[0]["id"].encode(), on_delivery)
 
 
 def _malformed(kind: str, ev: dict, now: float) -> bytes:

@@ -72,12 +72,12 @@ def produce_file(
                     ev["labels" if isinstance(lab, list) else "label"] = lab
                     if rows.payloads is not None:
                         ev["payload"] = rows.payloads[i]
-                    _send(prod, topic, orjson.dumps(ev), rows.ids[i].encode(), cb)
+                    send_waiting(prod, topic, orjson.dumps(ev), rows.ids[i].encode(), cb)
                 rep.messages += n
             else:
                 frame = encode_frame(rows.ts, rows.labels, rows.features, rows.ids,
                                      rows.payloads)  # fmt: skip
-                _send(prod, topic, frame, rows.ids[0].encode(), cb)
+                send_waiting(prod, topic, frame, rows.ids[0].encode(), cb)
                 rep.messages += 1
             rep.rows += n
             if bar is not None:
@@ -97,7 +97,8 @@ def produce_file(
     return rep
 
 
-def _send(prod, topic: str, value: bytes, key: bytes, cb) -> None:
+def send_waiting(prod, topic: str, value: bytes, key: bytes, cb) -> None:
+    """``produce``, waiting for deliveries while the producer's local queue is full."""
     while True:
         try:
             prod.produce(topic, value, key=key, on_delivery=cb)
