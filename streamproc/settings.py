@@ -599,14 +599,60 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     1000
     """
     g = parser.add_argument_group("settings (each also STRATA_<NAME> and a TOML key)")
+    docs = _field_docs()
+    defaults = Settings.__dataclass_fields__
     for f in dataclasses.fields(Settings):
+        d = defaults[f.name]
+        if f.name in SECRET_FIELDS:
+            shown = "a secret: give it through the environment"
+        elif d.default is not dataclasses.MISSING:
+            shown = f"default {_show(d.default)}"
+        elif d.default_factory is not dataclasses.MISSING:
+            shown = f"default {_show(d.default_factory())}"
+        else:
+            shown = "required"
+        doc = docs.get(f.name, "")
         g.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f"setting_{f.name}",
             default=None,
             metavar=str(f.type).upper().replace("[STR]", ",..."),
-            help=f"{f.name} (env STRATA_{f.name.upper()})",
+            help=f"{doc + '; ' if doc else ''}{shown}; env STRATA_{f.name.upper()}".replace(
+                "%", "%%"
+            ),
         )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "none"
+    if value == "":
+        return "none"
+    return str(value)
+
+
+def _field_docs() -> dict[str, str]:
+    """Each setting's comment in this file (the one on its line, or the block above it),
+    for ``--help``."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    block: list[str] = []
+    field_re = re.compile(r"^    (\w+): [^=]+(?:=.*?)?(?:#\s*(.*))?$")
+    for line in inspect.getsource(Settings).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            block.append(stripped.lstrip("# ").strip())
+            continue
+        m = field_re.match(line)
+        if m and not stripped.startswith(("def ", "@")):
+            parts = [" ".join(block)] if block else []
+            if m.group(2):
+                parts.append(m.group(2).strip())
+            docs[m.group(1)] = "; ".join(p for p in parts if p)
+        block = []
+    return docs
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -136,3 +136,21 @@ def test_a_second_worker_on_the_same_state_dir_fails_at_once(tmp_path: Path) -> 
     assert rc == 2
     assert err[-1] == (f"error: state_dir: {state} is in use by pid 4242 on host-a; give each "
                        "worker its own --state-dir")  # fmt: skip
+
+
+def test_every_setting_flag_says_its_default_and_environment_variable() -> None:
+    import argparse
+
+    from streamproc.settings import add_flags
+
+    p = argparse.ArgumentParser()
+    add_flags(p)
+    flags = [a for a in p._actions if a.dest.startswith("setting_")]
+    assert len(flags) > 60
+    for a in flags:
+        name = a.dest.removeprefix("setting_")
+        assert f"env STRATA_{name.upper()}" in a.help, a.help
+        assert "default " in a.help or "secret" in a.help or "required" in a.help, a.help
+    helps = {a.dest: a.help for a in flags}
+    assert "pauses the partition" in helps["setting_on_log_rewind"]
+    assert "secret" in helps["setting_kafka_sasl_password"]
