@@ -401,7 +401,12 @@ class Settings:
             raise ConfigError(f"eval_fraction: must be in [0, 0.5], got {self.eval_fraction!r}")
         if self.eval_capacity < 1:
             raise ConfigError(f"eval_capacity: must be >= 1, got {self.eval_capacity!r}")
-        _ = self.sampler  # QuotaPolicy validates the sampler settings
+        try:
+            _ = self.sampler  # QuotaPolicy validates the sampler settings
+        except ConfigError as e:  # name the settings, not the sampler's classes
+            msg = str(e).replace("QuotaPolicy.on_overflow", "on_label_overflow")
+            msg = msg.replace(f"QuotaPolicy.per_label[{EVAL_LABEL!r}]", "eval_capacity")
+            raise ConfigError(msg.replace("QuotaPolicy.", "")) from None
         if self.sampler_mode not in ("uniform", "decayed"):
             raise ConfigError(
                 f"sampler_mode: must be 'uniform' or 'decayed', got {self.sampler_mode!r}"

@@ -92,11 +92,14 @@ def test_busy_web_port(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "env,needle",
     [({"STRATA_MAX_FUTURE_S": "nan"}, "max_future_s"),
-     ({"STRATA_HITL_AGREEMENT_BAR": "7"}, "hitl_agreement_bar")],
+     ({"STRATA_HITL_AGREEMENT_BAR": "7"}, "hitl_agreement_bar"),
+     ({"STRATA_GLOBAL_CAP": "10"}, "global_cap (10) cannot hold"),
+     ({"STRATA_MIN_CAPACITY": "0"}, "min_capacity must be")],
 )  # fmt: skip
 def test_bad_settings(tmp_path: Path, env: dict, needle: str) -> None:
     rc, err = _worker(tmp_path, "--broker", "kafka://127.0.0.1:9", **env)
-    assert rc == 2 and err == [err[-1]] and err[-1].startswith(f"error: {needle}:")
+    assert rc == 2 and err == [err[-1]] and err[-1].startswith(f"error: {needle}")
+    assert "QuotaPolicy" not in err[-1]  # the setting is named, not the sampler's class
 
 
 def test_malformed_snapshot_and_registry_entries(tmp_path: Path) -> None:
