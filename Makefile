@@ -25,7 +25,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[trainer,test,bench]"
+	$(BIN)/pip install -q -e ".[trainer,test,bench,mlflow]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with all extras

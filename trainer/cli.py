@@ -163,6 +163,17 @@ def cmd_registry(a: argparse.Namespace) -> int:
             e = reg.rollback()
         print(f"rolled back to {e.id}")
         return 0
+    if a.action == "export-mlflow":
+        from .mlflow_export import export_registry
+
+        if not a.tracking_uri:
+            raise TrainerError("registry export-mlflow: --tracking-uri is required")
+        with reg.lock():
+            done = export_registry(reg, a.tracking_uri, a.mlflow_name,
+                                   snapshot_dir=a.snapshot_dir)  # fmt: skip
+        print(f"exported {len(done)} model(s) to {a.tracking_uri}: {', '.join(done) or '-'}; "
+              f"alias champion on the promoted model")  # fmt: skip
+        return 0
     if not a.model_id and a.action == "show":
         cur = reg.promoted()
         if cur is None:
@@ -332,8 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("registry", help="list, show, promote or roll back models")
     common(r)
-    r.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    r.add_argument("action", choices=["list", "show", "promote", "rollback", "export-mlflow"])
     r.add_argument("model_id", nargs="?")
+    r.add_argument("--tracking-uri", default=env("MLFLOW_TRACKING_URI"),
+                   help="export-mlflow: the MLflow tracking server or store")  # fmt: skip
+    r.add_argument("--mlflow-name", default="stratastream", help="registered model name")
+    r.add_argument("--snapshot-dir", default=env("STRATA_SNAPSHOT_DIR"),
+                   help="export-mlflow: the snapshot store (dataset sources)")  # fmt: skip
     r.set_defaults(fn=cmd_registry)
 
     pr = sub.add_parser("predict", help="predict with the promoted model (JSON lines in)")

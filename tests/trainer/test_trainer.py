@@ -458,3 +458,62 @@ def test_attributions_find_the_features_the_answer_depends_on(tmp_path: Path) ->
     assert set(json.loads(r.stdout)["attributions"]) == {"f0", "f1", "f2", "f3"}
     label, prob, model, attrs = Predictor(tmp_path / "reg").predict([1, 2, 3, 4], explain=True)
     assert model == out.entry.id and set(attrs) == {"f0", "f1", "f2", "f3"}
+
+
+def test_registry_exports_to_a_real_local_mlflow_store(learnable, tmp_path: Path) -> None:
+    """Runs with parameters, metrics, the model file and the snapshot as a dataset input
+    with its Kafka lineage; one model version per entry; alias champion on the promoted
+    model; exporting again adds nothing and moves the alias after a rollback."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("mlflow")  # the mlflow extra (make install has it)
+    from mlflow import MlflowClient
+
+    from trainer.pipeline import train_and_register
+
+    store, version = learnable
+    reg = ModelRegistry(tmp_path / "reg")
+    a = train_and_register(store, reg, TrainConfig(**FAST), version, progress=False)
+    b = train_and_register(store, reg, TrainConfig(**{**FAST, "seed": 3}), version,
+                           progress=False, confidence=0.0, margin=-1.0)  # fmt: skip
+    assert b.promoted  # margin -1: promoted, so the registry has a history to roll back
+    uri = (tmp_path / "mlruns").as_uri()
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "MLFLOW_ALLOW_FILE_STORE": "true"}
+
+    def export() -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "trainer.cli", "registry", "export-mlflow", "--registry",
+             str(tmp_path / "reg"), "--tracking-uri", uri, "--snapshot-dir", str(store)],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    assert "exported 2 model(s)" in export()
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        client = MlflowClient(uri, uri)
+        runs = client.search_runs([client.get_experiment_by_name("stratastream").experiment_id])
+        by_model = {r.data.tags["stratastream.model_id"]: r for r in runs}
+        assert set(by_model) == {a.entry.id, b.entry.id}
+        run = by_model[b.entry.id]
+        assert run.data.metrics["metrics.macro_f1"] == pytest.approx(b.entry.macro_f1)
+        (inp,) = run.inputs.dataset_inputs
+        assert inp.dataset.name == f"snapshot {version}"
+        tags = {t.key: t.value for t in inp.tags}
+        assert json.loads(tags["kafka.source_offsets"]) == b.entry.meta["snapshot_source_offsets"]
+        arts = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+        assert "model/model.pt" in arts
+        champion = client.get_model_version_by_alias("stratastream", "champion")
+        assert champion.run_id == run.info.run_id
+        assert "exported 0 model(s)" in export()  # idempotent
+        with reg.lock():
+            reg.rollback()
+        export()
+        champion = client.get_model_version_by_alias("stratastream", "champion")
+        assert champion.run_id == by_model[a.entry.id].info.run_id
+    finally:
+        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
