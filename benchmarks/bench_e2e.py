@@ -146,22 +146,26 @@ def run_workers(
     root: Path,
     n_workers: int = 1,
     broker_pid: int | None = None,
+    defaults: bool = False,
 ) -> dict:
+    run = f"{topic}-{n_workers}" + ("-defaults" if defaults else "")
     env = {
         "STRATA_EVENTS_TOPIC": topic,
         "STRATA_DLQ_TOPIC": f"{topic}-dlq",
         "STRATA_SNAPSHOTS_TOPIC": f"{topic}-snapshots",
         "STRATA_DRIFT_TOPIC": f"{topic}-drift",
-        "STRATA_GROUP_ID": f"g-{topic}-{n_workers}",
+        "STRATA_GROUP_ID": f"g-{run}",
         "STRATA_SNAPSHOT_EVERY_S": "3600",
         "STRATA_DRIFT_ENABLED": "false",
     }
+    if defaults:  # what a user runs: snapshots every 10 s, drift checks on
+        del env["STRATA_SNAPSHOT_EVERY_S"], env["STRATA_DRIFT_ENABLED"]
     ws = [
         WorkerProcess(
             bootstrap,
-            root / f"state-{topic}-{n_workers}-{i}",  # one state directory per worker
-            root / f"snap-{topic}-{n_workers}",
-            root / f"w-{topic}-{n_workers}-{i}.log",
+            root / f"state-{run}-{i}",  # one state directory per worker
+            root / f"snap-{run}",
+            root / f"w-{run}-{i}.log",
             env=env,
             partitions=partitions,
         )
@@ -266,8 +270,14 @@ def main(n: int = 500_000, n_frames: int = 10_000_000, n_naive: int = 100_000) -
     root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     res: dict = {"events": n}
     with EmbeddedBroker() as b:
-        b.create_topics({"json4": 4, "json1": 1, "frames4": 4, "naive4": 4})
+        b.create_topics({"json4": 4, "json1": 1, "frames4": 4, "naive4": 4, "gen4": 4})
         off4 = produce_json(b.bootstrap, "json4", n)
+        # the project's own generator (1% malformed, 5% multi-label, payloads), as users
+        # feed it with `stratastream-dev produce`
+        from devtools.produce import produce_synthetic
+
+        gen = produce_synthetic(b.bootstrap, "gen4", n=n, malformed_frac=0.01,
+                                multilabel_frac=0.05, seed=4, progress=False)  # fmt: skip
         off1 = produce_json(b.bootstrap, "json1", n // 2, seed=2)
         offf = produce_frames(b.bootstrap, "frames4", n_frames)
         produce_json(b.bootstrap, "naive4", n_naive, seed=3)
@@ -277,6 +287,12 @@ def main(n: int = 500_000, n_frames: int = 10_000_000, n_naive: int = 100_000) -
         res["worker_json_1p"] = run_workers(b.bootstrap, "json1", 1, off1, root, broker_pid=bp)
         res["worker_json_4p_2w"] = run_workers(
             b.bootstrap, "json4", 4, off4, root, n_workers=2, broker_pid=bp
+        )
+        res["worker_generator_defaults_4p"] = run_workers(
+            b.bootstrap, "gen4", 4, gen.next_offsets, root, broker_pid=bp, defaults=True
+        )
+        res["worker_generator_off_4p"] = run_workers(
+            b.bootstrap, "gen4", 4, gen.next_offsets, root, broker_pid=bp
         )
         fr = run_workers(b.bootstrap, "frames4", 4, offf, root, broker_pid=bp)
         rows_per_message = n_frames / fr["messages"]
@@ -301,6 +317,16 @@ def main(n: int = 500_000, n_frames: int = 10_000_000, n_naive: int = 100_000) -
         ("worker, JSON, 4 partitions, 1 worker", wj["messages_per_s"], wj),
         ("worker, JSON, 1 partition", w1["messages_per_s"], w1),
         ("worker, JSON, 4 partitions, 2 workers", w2["messages_per_s"], w2),
+        (
+            "worker, generator events, default settings (snapshots 10 s, drift on)",
+            res["worker_generator_defaults_4p"]["messages_per_s"],
+            res["worker_generator_defaults_4p"],
+        ),
+        (
+            "worker, generator events, snapshots and drift off",
+            res["worker_generator_off_4p"]["messages_per_s"],
+            res["worker_generator_off_4p"],
+        ),
         ("worker, frames (2,000 rows), 4 partitions", fr["events_per_s"], fr),
     ]
     res["table"] = []
