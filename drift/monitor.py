@@ -183,8 +183,24 @@ class DriftMonitor:
         """Offer a batch of accepted events (primary label each) to the window."""
         if len(labels) == 0:
             return
+        self._update_ids(self.window.encode(list(labels)), timestamps, keys, features)
+
+    def update_codes(
+        self, vocab: list[str], codes: np.ndarray, timestamps: np.ndarray, keys: np.ndarray,
+        features: np.ndarray,
+    ) -> None:  # fmt: skip
+        """:meth:`update` with labels as ``vocab[codes]``: the names are looked up once per
+        batch, not once per event (the worker's decoded batches are coded this way)."""
+        codes = np.asarray(codes)
+        if codes.shape[0] == 0:
+            return
+        used = np.unique(codes)  # only the labels rows use (a frame may list others)
+        lookup = np.zeros(len(vocab), dtype=np.int32)
+        lookup[used] = self.window.encode([vocab[int(u)] for u in used])
+        self._update_ids(lookup[codes], timestamps, keys, features)
+
+    def _update_ids(self, ids: np.ndarray, timestamps, keys, features) -> None:
         ts = np.asarray(timestamps, dtype=np.float64)
-        ids = self.window.encode(list(labels))
         out = self.window.update(ids, ts, np.asarray(keys, dtype=np.uint64))
         for l, k in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
             self._rows.pop((l, k), None)
@@ -200,7 +216,7 @@ class DriftMonitor:
             self._mix *= math.exp(-self._lam * (t_end - self._mix_t))
         self._mix_t = t_end if self._mix_t is None else max(self._mix_t, t_end)
         w = np.exp(-self._lam * np.clip(self._mix_t - ts, 0, None))
-        np.add.at(self._mix, ids, w)
+        self._mix += np.bincount(ids, weights=w, minlength=self._mix.shape[0])  # not add.at: slow
 
     def window_features(self, label: str) -> np.ndarray:
         """The label's recent events: retained by the window and no older than

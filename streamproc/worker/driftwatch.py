@@ -59,7 +59,9 @@ class DriftWatch:
     def feed(self, batch) -> None:
         if batch is None or len(batch) == 0:
             return
-        self.monitor.update(batch.primary_labels(), batch.ts, batch.keys, batch.features)
+        primary = batch.label_codes[batch.label_offsets[:-1]]  # codes, not names
+        self.monitor.update_codes(batch.label_vocab, primary, batch.ts, batch.keys,
+                                  batch.features)  # fmt: skip
 
     def set_reference(self, snapshot_dir, manifest) -> None:
         t = read_table(snapshot_dir, manifest.version, columns=["label", "features"])

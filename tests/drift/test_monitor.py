@@ -122,3 +122,27 @@ def test_a_rare_label_has_a_recent_window_and_its_change_is_found() -> None:
     assert "rare" in m.rebased
     m.set_reference(["rare"] * 10, np.zeros((10, 1)))  # a snapshot does not undo it
     assert m.reference["rare"].shape[0] >= 20
+
+
+def test_update_with_label_codes_equals_update_with_names() -> None:
+    """The worker hands the window label codes of a batch vocabulary (names looked up once
+    per batch); the window ends the same as with names, and labels no row uses are not
+    registered."""
+    rng = np.random.default_rng(3)
+    feats = [f"f{j}" for j in range(3)]
+    a, b = DriftMonitor(feats), DriftMonitor(feats)
+    vocab = ["x", "y", "z", "unused"]
+    for lo in range(0, 20_000, 2_000):
+        codes = rng.integers(0, 3, 2_000)
+        ts = 1e9 + lo + np.arange(2_000.0)
+        keys = rng.integers(0, 2**62, 2_000).astype(np.uint64)
+        x = rng.normal(size=(2_000, 3)).astype(np.float32)
+        a.update([vocab[c] for c in codes], ts, keys, x)
+        b.update_codes(vocab, codes, ts, keys, x)
+    # the same sample (draws are salted by label names, so ids may differ in order)
+    for name in ("x", "y", "z"):
+        assert np.array_equal(a.window.retained_keys(name), b.window.retained_keys(name))
+    assert a.window.seen_counts() == b.window.seen_counts()
+    assert "unused" not in b.window.labels
+    for name in ("x", "y", "z"):
+        assert np.array_equal(a.window_features(name), b.window_features(name))
