@@ -37,6 +37,7 @@ from snapshot_format import (
 from stratastream.errors import StateError
 from streamproc.snapshot.columnar import record_arrays
 from streamproc.snapshot.shards import Shard, read_shards
+from streamproc.state.processor import split_counters
 from streamproc.state.records import RecordColumns
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _merge(shards: list[Shard]) -> tuple[LabelReservoirs, dict[str, int], list[l
         merged = r if merged is None else merged.merge(r)
         for k, v in s.counters.items():
             if not k.startswith("_"):  # not a count (the log fingerprint)
-                counters[k] = counters.get(k, 0) + int(v)
+                counters[k] = counters.get(k, 0) + int(v)  # eval_seen:<label> summed too
     assert merged is not None
     return merged, counters, names
 
@@ -181,9 +182,7 @@ def build_snapshot(
     for i, c in enumerate(np.asarray(counts).tolist()):
         if c:
             retained[merged.names[i]] = int(c)
-    prefix = "eval_seen:"
-    eval_seen = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
-    counters = {k: v for k, v in counters.items() if not k.startswith(prefix)}
+    counters, eval_seen = split_counters(counters)
     seen = {n: v for n, v in merged.seen_counts().items() if n != EVAL_LABEL}
     for n, v in eval_seen.items():
         seen[n] = seen.get(n, 0) + v

@@ -55,6 +55,24 @@ log = logging.getLogger(__name__)
 # tell whether the log under it is still the one it read (see ``check_log``). Not a count:
 # snapshots leave it out of their summed counters.
 LOG_FINGERPRINT = "_log_fingerprint"
+# events of the evaluation slice per label, kept as counters "eval_seen:<label>"
+EVAL_SEEN_PREFIX = "eval_seen:"
+
+
+def split_counters(counters: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(the plain counts, the evaluation slice's events per label) of a partition's
+    counters; entries that are not counts (the log fingerprint) are left out.
+
+    >>> split_counters({"events": 3, "eval_seen:a": 1, LOG_FINGERPRINT: 99})
+    ({'events': 3}, {'a': 1})
+    """
+    plain, eval_seen = {}, {}
+    for k, v in counters.items():
+        if k.startswith(EVAL_SEEN_PREFIX):
+            eval_seen[k[len(EVAL_SEEN_PREFIX) :]] = v
+        elif not k.startswith("_"):
+            plain[k] = v
+    return plain, eval_seen
 
 
 def message_fingerprint(value: bytes | None) -> int:
@@ -240,7 +258,8 @@ class PartitionProcessor:
                 event_index=rows.event_index[keep], labels=rows.labels[keep],
                 weights=rows.weights[keep],
             )  # fmt: skip
-        rows = self._eval_slice(b, rows, ids)
+        sel = eval_mask(b.keys, self.sampler.seed, self.sampler.eval_fraction)  # per event
+        rows = self._eval_slice(b, rows, sel)
         ev = rows.event_index
         out = self.reservoirs.update(rows.labels, b.ts[ev], b.keys[ev], rows.weights)
         self.counters["rows"] += int(ev.shape[0])
@@ -257,25 +276,23 @@ class PartitionProcessor:
             self._pending.extend(recs)
             self.pending_bytes += recs.nbytes
         if b.relabel is not None and b.relabel.any():  # corrections replace old labels
-            r = np.flatnonzero(b.relabel & ~refused & ~self._in_eval(b))
+            r = np.flatnonzero(b.relabel & ~refused & ~sel)
             self._evict(self.reservoirs.relabel(b.keys[r], ids[b.label_offsets[r]]))
         return int(refused.sum())
 
-    def _eval_slice(self, b: DecodedBatch, rows: LabelRows, ids: np.ndarray) -> LabelRows:
+    def _eval_slice(self, b: DecodedBatch, rows: LabelRows, sel: np.ndarray) -> LabelRows:
         """Rows of the evaluation slice's events go to the evaluation reservoir instead:
         one row per event (weight 1) under EVAL_LABEL; their label rows are only counted
         (``eval_seen:<label>`` counters), so seen counts still cover every event."""
-        frac = self.sampler.eval_fraction
-        if frac <= 0.0 or rows.event_index.shape[0] == 0:
+        if not sel.any() or rows.event_index.shape[0] == 0:
             return rows
-        sel = eval_mask(b.keys, self.sampler.seed, frac)
         in_eval = sel[rows.event_index]
         if not in_eval.any():
             return rows
         names = self.reservoirs.names
         counts = np.bincount(rows.labels[in_eval], minlength=len(names))
         for lid in np.flatnonzero(counts).tolist():
-            key = f"eval_seen:{names[lid]}"
+            key = f"{EVAL_SEEN_PREFIX}{names[lid]}"
             self.counters[key] = self.counters.get(key, 0) + int(counts[lid])
         events = np.unique(rows.event_index[in_eval])
         eval_id = int(self.reservoirs.encode([EVAL_LABEL])[0])
@@ -289,9 +306,6 @@ class PartitionProcessor:
             np.concatenate([rows.labels[keep], np.full(events.shape[0], eval_id, np.int32)]),
             np.concatenate([rows.weights[keep], np.ones(events.shape[0])]),
         )
-
-    def _in_eval(self, b: DecodedBatch) -> np.ndarray:
-        return eval_mask(b.keys, self.sampler.seed, self.sampler.eval_fraction)
 
     def _evict(self, out) -> None:
         self._changes.evict(out.evicted_labels, out.evicted_keys)

@@ -32,7 +32,7 @@ from streamproc.ops.health import ProgressTracker
 from streamproc.ops.metrics import WorkerMetrics
 from streamproc.settings import Settings
 from streamproc.snapshot.shards import shard_dir
-from streamproc.state.processor import PartitionProcessor
+from streamproc.state.processor import PartitionProcessor, split_counters
 from streamproc.worker.assembly import limits, sampler_config, scrubber
 from streamproc.worker.checkpointer import Checkpointer
 from streamproc.worker.deadletters import DeadLetterSink
@@ -576,9 +576,8 @@ class IngestLoop:
             eval_retained += retained.pop(EVAL_LABEL, 0)
             capacity.pop(EVAL_LABEL, None)
             eval_seen += seen.pop(EVAL_LABEL, 0)
-            for k, v in p.counters.items():  # the slice's events, by label
-                if k.startswith("eval_seen:"):
-                    seen[k[len("eval_seen:") :]] += v
+            for k, v in split_counters(p.counters)[1].items():  # the slice's, by label
+                seen[k] += v
             # the high watermark cached from fetch responses (not the broker's end offsets)
             _, high = self._consumer.get_watermark_offsets(
                 TopicPartition(self.settings.events_topic, p.partition), cached=True
