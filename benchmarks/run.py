@@ -6,6 +6,7 @@ from . import (
     bench_drift,
     bench_drift_detection,
     bench_e2e,
+    bench_formats,
     bench_quality,
     bench_sampler,
     bench_snapshot,
@@ -19,6 +20,7 @@ def main() -> None:
     bench_sampler.main()
     bench_drift.main()
     bench_drift_detection.main()
+    bench_formats.main()
     bench_snapshot.main()
     bench_trainer.main()
     bench_quality.main()

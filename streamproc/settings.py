@@ -60,6 +60,11 @@ class DecodeSection:
     pii_text_fields: tuple[str, ...]
     pii_hash_ids: bool
     pii_max_text_chars: int
+    feature_names: tuple[str, ...] = ()
+    schema_registry_url: str = ""
+    schema_dir: str = ""
+    schema_registry_auth: str = field(default="", repr=False)
+    schema_registry_ca: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,13 +112,25 @@ class DriftSection:
 
 SECRET_FIELDS = frozenset({
     "kafka_sasl_password", "kafka_ssl_key_password", "pii_key", "hitl_token", "hitl_tokens",
-    "admin_token",
+    "admin_token", "schema_registry_auth",
 })  # fmt: skip
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 _FEATURE_NAME = __import__("re").compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+def _validate_schemas(s) -> None:  # noqa: ANN001 - Settings
+    url = s.schema_registry_url
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"schema_registry_url: {url!r} is not an http:// or https:// URL")
+    if s.schema_dir and not Path(s.schema_dir).is_dir():
+        raise ConfigError(f"schema_dir: {s.schema_dir!r} is not a directory")
+    if s.schema_registry_auth and ":" not in s.schema_registry_auth:
+        raise ConfigError("schema_registry_auth: expected user:password (not shown)")
+    if s.schema_registry_ca and not Path(s.schema_registry_ca).is_file():
+        raise ConfigError(f"schema_registry_ca: {s.schema_registry_ca!r} is not a file")
 
 
 def _validate_feature_names(names: list[str], dim: int) -> None:
@@ -257,6 +274,13 @@ class Settings:
     kafka_ssl_cert: str = ""  # client certificate (mutual TLS), PEM
     kafka_ssl_key: str = ""  # its private key, PEM
     kafka_ssl_key_password: str = field(default="", repr=False)  # a secret
+    # Avro / Protobuf events in Confluent's wire format: schemas from a Schema Registry
+    # (URL, optional "user:password" basic auth and CA file) or from files in schema_dir
+    # (<id>.avsc, <id>.binpb); JSON events, frames and Arrow record batches need neither
+    schema_registry_url: str = ""
+    schema_registry_auth: str = field(default="", repr=False)  # secret: "user:password"
+    schema_registry_ca: str = ""
+    schema_dir: str = ""
     # librdkafka settings passed through as they are, "key=value;key=value": to every
     # client, to consumers only, to producers only (e.g. "sasl.oauthbearer.method=oidc")
     kafka_options: str = ""
@@ -376,6 +400,7 @@ class Settings:
             if 0 < len(getattr(self, name)) < 16:
                 raise ConfigError(f"{name}: must be empty (off) or 16+ characters")
         _validate_kafka(self)
+        _validate_schemas(self)
         if not 0 < self.snapshot_max_share <= 1:
             raise ConfigError(
                 f"snapshot_max_share: must be in (0, 1], got {self.snapshot_max_share!r}"
@@ -474,7 +499,8 @@ class Settings:
             self.feature_dim, self.max_event_bytes, self.max_future_s, self.max_message_bytes,
             self.max_labels_per_event, self.pii_key,
             tuple(self.pii_hash_fields), tuple(self.pii_text_fields), self.pii_hash_ids,
-            self.pii_max_text_chars,
+            self.pii_max_text_chars, tuple(self.feature_names), self.schema_registry_url,
+            self.schema_dir, self.schema_registry_auth, self.schema_registry_ca,
         )  # fmt: skip
 
     @property

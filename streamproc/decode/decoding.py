@@ -22,6 +22,7 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
+from streamproc.decode.arrowframes import decode_arrow
 from streamproc.decode.columns import IdColumn, PayloadColumn
 from streamproc.decode.events import (
     FEATURE_MAX,
@@ -52,13 +53,15 @@ from streamproc.decode.eventscan import (
     out_width,
     scan_events,
 )
-from streamproc.decode.frames import decode_frame
+from streamproc.decode.frames import FRAME_MAGIC, decode_frame
 from streamproc.decode.jsonscan import exact_values
 from streamproc.decode.keys import event_keys, span_keys
 from streamproc.decode.messages import RawMessages
+from streamproc.decode.wire import WIRE_MAGIC
 
 _one = msgspec.json.Decoder(RawEvent)
 _floats = msgspec.json.Decoder(list[float])
+_event_json = msgspec.json.Encoder(decimal_format="number")
 _INF = float("inf")
 
 
@@ -130,9 +133,11 @@ def decode_batch(
             v = raw.value(m)
             before = len(rejects)
             try:
-                frames.append(
-                    decode_frame(topic, partition, offset, v, float(ref[m]), limits, scrub, rejects)
-                )
+                args = (topic, partition, offset, v, float(ref[m]), limits, scrub, rejects)
+                if v.startswith(FRAME_MAGIC):
+                    frames.append(decode_frame(*args))
+                else:  # an Arrow IPC stream or file
+                    frames.append(decode_arrow(*args, limits.feature_names))
             except Exception as e:  # noqa: BLE001 - whatever a frame raises, it is a reject
                 del rejects[before:]
                 why = f"frame: {type(e).__name__}: {e}"
@@ -145,7 +150,12 @@ def decode_batch(
                 reason = f"value: {size} bytes exceed max_event_bytes={limits.max_event_bytes}"
             rejects.append(Reject(partition, offset, reason, raw.value(m)[:1024]))
         else:
-            ev = _reference(raw.value(m), partition, offset, float(ref[m]), limits, rejects)
+            v = orig = raw.value(m)
+            if v[:1] == WIRE_MAGIC:  # Confluent wire format: Avro or Protobuf
+                v = _from_wire(v, partition, offset, limits, rejects)
+                if v is None:
+                    continue
+            ev = _reference(v, partition, offset, float(ref[m]), limits, rejects, orig)
             if ev is None:
                 continue
             labs, ts[m], feats[m] = ev[0], ev[1].ts, ev[1].features
@@ -183,18 +193,40 @@ def _convert_hard(buf, status, ts, feats, hard) -> None:
     feats[row[~at_ts], slot[~at_ts] - 1] = vals[~at_ts]
 
 
-def _reference(value: bytes, partition: int, offset: int, msg_ts, limits: Limits, rejects):
-    """(labels, event) of a message the fast path left over, or None (rejected)."""
+def _from_wire(value: bytes, partition: int, offset: int, limits: Limits, rejects):
+    """A wire-format record as JSON event text, or None (a reject naming the reason)."""
+    sid = int.from_bytes(value[1:5], "big") if len(value) >= 5 else None
+    if limits.wire is None:
+        why = (
+            f"value: Confluent wire format (schema id {sid}) but neither schema_registry_url "
+            "nor schema_dir is set"
+        )
+        rejects.append(Reject(partition, offset, why, value[:4096]))
+        return None
+    try:
+        return _event_json.encode(limits.wire.event(value))
+    except Exception as e:  # noqa: BLE001 - WireError, or a value msgspec cannot encode
+        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        rejects.append(Reject(partition, offset, f"wire: {why}"[:1000], value[:4096]))
+        return None
+
+
+def _reference(
+    value: bytes, partition: int, offset: int, msg_ts, limits: Limits, rejects, dead=None
+):
+    """(labels, event) of a message the fast path left over, or None (rejected).
+    ``dead``: what a reject carries, when not ``value`` (the original wire bytes)."""
+    letter = value if dead is None else dead
     try:
         ev = _one.decode(value)
     except msgspec.ValidationError as e:
-        rejects.append(Reject(partition, offset, f"schema: {e}", value))
+        rejects.append(Reject(partition, offset, f"schema: {e}", letter))
         return None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec raises the latter
-        rejects.append(Reject(partition, offset, f"decode: {e}", value))  # for bad UTF-8 keys
+        rejects.append(Reject(partition, offset, f"decode: {e}", letter))  # for bad UTF-8 keys
         return None
     except Exception as e:  # noqa: BLE001 - e.g. RecursionError on deep nesting: a reject
-        rejects.append(Reject(partition, offset, f"decode: {type(e).__name__}: {e}", value))
+        rejects.append(Reject(partition, offset, f"decode: {type(e).__name__}: {e}", letter))
         return None
     labs = labels_of(ev, limits.max_labels_per_event)
     f, x = ev.features, ev.ts
@@ -205,7 +237,7 @@ def _reference(value: bytes, partition: int, offset: int, msg_ts, limits: Limits
         or (msg_ts is not None and x > msg_ts + limits.max_future_s)
         or not all(-FEATURE_MAX <= v <= FEATURE_MAX for v in f)
     ):
-        rejects.append(Reject(partition, offset, validate(ev, limits, msg_ts) or "event", value))
+        rejects.append(Reject(partition, offset, validate(ev, limits, msg_ts) or "event", letter))
         return None
     return labs, ev
 

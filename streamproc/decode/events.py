@@ -49,6 +49,10 @@ class Limits:
     max_future_s: float = 3_600.0
     max_labels_per_event: int = 8
     max_message_bytes: int = 64 << 20  # any message, frames included
+    # names of the features, for Arrow columns and wire-format fields named after them
+    feature_names: tuple[str, ...] = ()
+    # readers of Confluent wire-format (Avro, Protobuf) messages; None: not configured
+    wire: object | None = field(default=None, compare=False)
 
 
 @dataclass

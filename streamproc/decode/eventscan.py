@@ -42,6 +42,12 @@ from streamproc.decode.jsonscan import (
 
 @njit(cache=True)
 def _is_frame(buf, s, e):
+    """A columnar message: our frame (``\\x00SSF1``) or an Arrow IPC stream (a 0xFFFFFFFF
+    continuation marker) or file (``ARROW1``); JSON never starts with these bytes."""
+    if e - s >= 4 and buf[s] == 0xFF and buf[s + 1] == 0xFF and buf[s + 2] == 0xFF:
+        return buf[s + 3] == 0xFF
+    if e - s >= 6 and buf[s] == 65 and buf[s + 1] == 82 and buf[s + 2] == 82:  # "ARR"
+        return buf[s + 3] == 79 and buf[s + 4] == 87 and buf[s + 5] == 49  # "OW1"
     if e - s < len(_MAGIC):
         return False
     for k in range(len(_MAGIC)):

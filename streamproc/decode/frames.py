@@ -29,6 +29,8 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import msgspec
 import numpy as np
 
@@ -37,6 +39,9 @@ from streamproc.decode.events import FEATURE_MAX, MAX_LABEL_CHARS, DecodedBatch,
 from streamproc.decode.keys import coordinate_keys, span_keys
 
 FRAME_MAGIC = b"\x00SSF1"
+ARROW_STREAM = b"\xff\xff\xff\xff"  # an Arrow IPC stream (continuation marker)
+ARROW_FILE = b"ARROW1"  # an Arrow IPC file
+COLUMNAR = (FRAME_MAGIC, ARROW_STREAM, ARROW_FILE)  # what a columnar message starts with
 
 
 class Frame(msgspec.Struct, forbid_unknown_fields=True):
@@ -181,18 +186,53 @@ def decode_frame(
         why = "frame: payloads: nested too deeply"
         rejects.append(Reject(partition, offset, why, value[:4096]))
         return DecodedBatch.empty(partition, limits.feature_dim)
+    cols = FrameColumns(ts, feats, list(fr.label_vocab), codes, loffs, payloads, id_spans)
+    return frame_batch(topic, partition, offset, msg_ts, limits, scrub, rejects, cols)
+
+
+@dataclass
+class FrameColumns:
+    """The columns of one columnar message (a frame, an Arrow record batch), before the
+    per-row checks: ``codes``/``loffs`` are the label CSR into ``vocab``; ``id_spans`` is
+    (UTF-8 bytes, starts, ends) or None; ``reasons`` holds rows the reader already found
+    bad (row index -> reason)."""
+
+    ts: np.ndarray
+    feats: np.ndarray
+    vocab: list[str]
+    codes: np.ndarray
+    loffs: np.ndarray
+    payloads: list | None
+    id_spans: tuple | None
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+def frame_batch(
+    topic: str,
+    partition: int,
+    offset: int,
+    msg_ts: float | None,
+    limits: Limits,
+    scrub,
+    rejects: list[Reject],
+    cols: FrameColumns,
+) -> DecodedBatch:
+    """Check every row of a columnar message on whole columns, dead-letter the bad rows
+    with their row index and return the good ones."""
+    ts, feats, codes, loffs = cols.ts, cols.feats, cols.codes, cols.loffs
+    payloads, id_spans = cols.payloads, cols.id_spans
     n = ts.shape[0]
-    reasons: dict[int, str] = {}
+    reasons: dict[int, str] = dict(cols.reasons)
     bad_ts = ~np.isfinite(ts)
     if msg_ts is not None:
         bad_ts |= ts > msg_ts + limits.max_future_s
     for i in np.flatnonzero(bad_ts).tolist():
-        reasons[i] = f"ts: {float(ts[i])!r} is not finite or too far in the future"
+        reasons.setdefault(i, f"ts: {float(ts[i])!r} is not finite or too far in the future")
     bad_feat = ~(np.isfinite(feats) & (np.abs(feats) <= FEATURE_MAX)).all(axis=1)
     for i in np.flatnonzero(bad_feat).tolist():
         reasons.setdefault(i, "features: not all finite")
     bad_vocab = np.array(
-        [not 0 < len(x) <= MAX_LABEL_CHARS or x.isspace() for x in fr.label_vocab] + [False],
+        [not 0 < len(x) <= MAX_LABEL_CHARS or x.isspace() for x in cols.vocab] + [False],
         dtype=bool,
     )
     per_row = np.diff(loffs)
@@ -215,7 +255,7 @@ def decode_frame(
                     reasons[i] = why
     keep = np.ones(n, dtype=bool)
     for i in sorted(reasons):
-        labs = [fr.label_vocab[c] for c in codes[loffs[i] : loffs[i + 1]].tolist()]
+        labs = [cols.vocab[c] for c in codes[loffs[i] : loffs[i + 1]].tolist()]
         row = msgspec.json.encode(
             {"ts": float(ts[i]) if np.isfinite(ts[i]) else None, "labels": labs, "row": i}
         )
@@ -246,7 +286,7 @@ def decode_frame(
         np.full(idx.shape[0], offset, dtype=np.int64),
         ts[idx].astype(np.float64),
         keys,
-        list(fr.label_vocab),
+        list(cols.vocab),
         codes,
         loffs,
         feats[idx].astype(np.float32),

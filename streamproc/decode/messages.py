@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamproc.decode.frames import FRAME_MAGIC
+from streamproc.decode.frames import COLUMNAR
 
 _ASIDE_BYTES = 4_096  # frames at least this large are not copied into the shared buffer
 
@@ -100,7 +100,7 @@ class RawMessages:
             values = [b"" if v is None else v for v in values]
         lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
         big = np.flatnonzero(lens >= _ASIDE_BYTES).tolist()
-        side = {i: values[i] for i in big if values[i].startswith(FRAME_MAGIC)}
+        side = {i: values[i] for i in big if values[i].startswith(COLUMNAR)}
         if side:
             values = list(values)
             aside = np.zeros(n, dtype=bool)

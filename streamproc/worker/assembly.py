@@ -14,6 +14,7 @@ from __future__ import annotations
 from drift.monitor import DriftConfig
 from streamproc.decode.events import Limits
 from streamproc.decode.pii import PiiScrubber
+from streamproc.decode.wire import WireSchemas
 from streamproc.settings import DecodeSection, DriftSection, SamplerSection
 from streamproc.state.processor import SamplerConfig
 
@@ -21,8 +22,21 @@ from streamproc.state.processor import SamplerConfig
 def limits(d: DecodeSection) -> Limits:
     return Limits(
         d.feature_dim, d.max_event_bytes, d.max_future_s, d.max_labels_per_event,
-        max_message_bytes=d.max_message_bytes,
+        max_message_bytes=d.max_message_bytes, feature_names=d.feature_names,
+        wire=wire_schemas(d),
     )  # fmt: skip
+
+
+def wire_schemas(d: DecodeSection) -> WireSchemas | None:
+    """Readers of Avro/Protobuf wire-format events, when a schema source is configured."""
+    if not (d.schema_registry_url or d.schema_dir):
+        return None
+    conf = {}
+    if d.schema_registry_auth:
+        conf["basic.auth.user.info"] = d.schema_registry_auth
+    if d.schema_registry_ca:
+        conf["ssl.ca.location"] = d.schema_registry_ca
+    return WireSchemas(d.schema_registry_url, d.schema_dir or None, conf, d.feature_names)
 
 
 def scrubber(d: DecodeSection) -> PiiScrubber | None:
