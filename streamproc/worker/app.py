@@ -153,6 +153,7 @@ def _status(loop: IngestLoop) -> dict:
     s = loop.stats
     ck, pub, dlq = loop.checkpointer, loop.publisher, loop.dead_letters
     return {
+        "phase": loop.phase,
         "consumed": s.consumed,
         "rejected": s.rejected,
         "checkpoints": 0 if ck is None else ck.stats.checkpoints,
@@ -161,6 +162,8 @@ def _status(loop: IngestLoop) -> dict:
         "snapshots": [] if pub is None else list(pub.stats.snapshots),
         "dlq_by_reason": {} if dlq is None else dict(dlq.by_reason),
         "drift": {} if loop.drift is None else dict(loop.drift.action_counts),
+        "drift_checks": 0 if loop.drift is None else loop.drift.checks,
+        "drift_reference": None if loop.drift is None else loop.drift.reference_version,
         # the newest drift report: GET /drift/report, or this file in the snapshot store
         "drift_report": loop.drift_report_path(),
         "labels": loop.summary,

@@ -53,6 +53,7 @@ class DriftWatch:
         self.latest_report: str | None = None  # file name of the newest HTML report
         self.reference_version: str | None = None
         self.action_counts: dict[str, int] = {}
+        self.checks = 0  # drift checks run (their reports: latest_report)
         self._last_action: dict[tuple[str, str | None, str | None], float] = {}
         self.cooldown_s = section.action_cooldown_s
 
@@ -78,6 +79,7 @@ class DriftWatch:
     def check(self, producer, processors, request_snapshot) -> DriftReport:
         self.last_check = time.monotonic()
         report = self.monitor.check()
+        self.checks += 1
         self.last_report = report
         self._export(report)
         now = time.monotonic()

@@ -105,6 +105,9 @@ class IngestLoop:
         self.batch_size = batch_size
         self.chunk_bytes = chunk_bytes
         self.warm = warm
+        # what the worker is doing, for /status: warming_up (numba kernels compiled, or
+        # loaded from numba's on-disk cache), connecting, running
+        self.phase = "starting"
         self._consumer_factory = consumer_factory or (
             lambda: _kafka_consumer(
                 bootstrap, settings.group_id, settings.max_message_bytes,
@@ -356,8 +359,12 @@ class IngestLoop:
             if d.is_dir() and (n := clean_leftovers(d)):
                 log.info("removed %d leftover temporary file(s) from %s", n, d)
         if self.warm:
+            self.phase = "warming_up"
+            log.info("warming up the hot path: numba kernels are compiled on the first run "
+                     "on a machine (about a minute) and loaded from numba's cache after")  # fmt: skip
             seconds = warm_up(s.decode, s.sampler)
-            log.info("hot path warmed up in %.2f s (compiled kernels loaded)", seconds)
+            log.info("hot path warmed up in %.2f s (numba kernels compiled or loaded)", seconds)
+        self.phase = "connecting"
         self._connect()
         self._consumer.subscribe(
             [s.events_topic],
@@ -371,6 +378,7 @@ class IngestLoop:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         self.health.mark_running(True)
+        self.phase = "running"
         last_message, timeout = time.monotonic(), _IDLE_S
         try:
             while not self.stop_event.is_set():
