@@ -11,7 +11,7 @@ STAMP     := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps run test lint bench bench-reference docs clean
+.PHONY: help install system-deps run test test-faults lint bench bench-reference docs clean
 
 help: ## Show this help (coloured on a terminal only)
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=; r=; fi; \
@@ -51,6 +51,9 @@ test: install system-deps ## Install, then run the whole test suite (pytest exit
 lint: install ## Ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+test-faults: install system-deps ## Only the fault-injection tests (tests/faults/): kill -9 loops, full disk, corrupt state, log rewinds
+	$(BIN)/python -m pytest tests/faults
 
 bench: install ## Run the benchmarks; results go to .run/bench/ (the tree stays clean)
 	$(BIN)/python -m benchmarks.run

@@ -151,7 +151,12 @@ class DriftMonitor:
         self.window = LabelReservoirs(
             policy, mode="decayed", half_life=c.window_half_life_s, seed=c.seed
         )
-        self._rows: dict[tuple[int, int], tuple[float, np.ndarray]] = {}  # (ts, features)
+        # the admitted rows, as column chunks appended per batch (ids, keys, ts,
+        # features): no per-row Python on the hot path; rows the window evicted since are
+        # dropped in bulk when the chunks outgrow what the window holds (_compact)
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._chunk_rows = 0
+        self._compact_at = 65_536
         self.rebased: set[str] = set()  # labels whose reference is a post-alarm window
         self._mix = np.zeros(c.max_labels)
         self._mix_t: float | None = None
@@ -201,15 +206,17 @@ class DriftMonitor:
 
     def _update_ids(self, ids: np.ndarray, timestamps, keys, features) -> None:
         ts = np.asarray(timestamps, dtype=np.float64)
-        out = self.window.update(ids, ts, np.asarray(keys, dtype=np.uint64))
-        for l, k in zip(out.evicted_labels.tolist(), out.evicted_keys.tolist(), strict=True):
-            self._rows.pop((l, k), None)
-        # copies of the admitted rows only: a view into the batch would keep the whole
-        # batch's features alive for as long as one of its rows stays in the window
+        keys = np.asarray(keys, dtype=np.uint64)
+        out = self.window.update(ids, ts, keys)
+        # copies of the admitted rows only (fancy indexing copies): a view into the batch
+        # would keep the whole batch's features alive while one of its rows stays
         adm = out.admitted
-        rows = np.array(features, dtype=np.float64)[adm] if adm.size else None
-        for j, i in enumerate(adm.tolist()):
-            self._rows[(int(ids[i]), int(keys[i]))] = (float(ts[i]), rows[j].copy())
+        if adm.size:
+            feats = np.asarray(features)[adm].astype(np.float64)
+            self._chunks.append((np.asarray(ids)[adm].astype(np.int32), keys[adm], ts[adm], feats))
+            self._chunk_rows += int(adm.size)
+            if self._chunk_rows > self._compact_at:
+                self._compact()
         # exponentially decayed label counts of the window, brought to the batch's end time
         t_end = float(ts.max())
         if self._mix_t is not None and t_end > self._mix_t:
@@ -218,17 +225,45 @@ class DriftMonitor:
         w = np.exp(-self._lam * np.clip(self._mix_t - ts, 0, None))
         self._mix += np.bincount(ids, weights=w, minlength=self._mix.shape[0])  # not add.at: slow
 
+    def _flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The chunks as one (ids, keys, ts, features), kept as the only chunk."""
+        d = len(self.features)
+        if not self._chunks:
+            return (np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0),
+                    np.zeros((0, d)))  # fmt: skip
+        if len(self._chunks) > 1:
+            self._chunks = [tuple(np.concatenate(c) for c in zip(*self._chunks, strict=True))]
+        return self._chunks[0]
+
+    def _compact(self) -> None:
+        """Keep only the rows the window still retains (the last copy of each)."""
+        ids, keys, ts, feats = self._flat()
+        keep = np.zeros(ids.shape[0], dtype=bool)
+        for lid in np.unique(ids).tolist():
+            rows = np.flatnonzero(ids == lid)
+            name = self.window.names[lid]
+            live = self.window.retained_keys(name) if name is not None else np.zeros(0, np.uint64)
+            rows = rows[np.isin(keys[rows], live)]
+            # a key seen twice (a replayed event): its last copy
+            _, last = np.unique(keys[rows][::-1], return_index=True)
+            keep[rows[::-1][last]] = True
+        self._chunks = [(ids[keep], keys[keep], ts[keep], feats[keep])]
+        self._chunk_rows = int(keep.sum())
+        self._compact_at = max(65_536, 4 * self._chunk_rows)
+
     def window_features(self, label: str) -> np.ndarray:
         """The label's recent events: retained by the window and no older than
         ``window_span_s`` before the newest event seen."""
         lid = self.window.label_id(label)
         start = (self._mix_t if self._mix_t is not None else math.inf) - self.cfg.span_s
-        rows = [
-            f
-            for t, f in (self._rows[(lid, int(k))] for k in self.window.retained_keys(label))
-            if t >= start
-        ]
-        return np.array(rows).reshape(len(rows), len(self.features))
+        ids, keys, ts, feats = self._flat()
+        rows = np.flatnonzero(ids == lid)
+        rows = rows[np.isin(keys[rows], self.window.retained_keys(label))]
+        _, last = np.unique(keys[rows][::-1], return_index=True)
+        rows = np.sort(rows[::-1][last])
+        rows = rows[ts[rows] >= start]
+        # in key order, as the window lists its keys
+        return feats[rows[np.argsort(keys[rows], kind="stable")]].reshape(-1, len(self.features))
 
     def rebase(self, label: str) -> None:
         """The label's current window becomes its reference: after an alarm the new regime

@@ -32,6 +32,34 @@ SHARDS_DIR = "shards"  # the worker's per-partition shards, inside the store
 TMP_PREFIX = ".tmp-"  # versions being written; never read
 
 _VERSION = re.compile(r"[0-9a-f]{16}")
+_TAG = re.compile(r"(?:^|[.-])w([A-Za-z0-9_]+)~(\d+)[.-]")
+
+
+def writer_tag() -> str:
+    """``w<host>~<pid>``: put in temporary names, so that a writer on the same host can
+    tell at start-up that the one which left them is dead."""
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:64] or "host"
+    return f"w{host}~{os.getpid()}"
+
+
+def _dead_writer(name: str) -> bool:
+    """Whether the temporary entry ``name`` was left by a process of this host that is
+    no longer running (False when it cannot tell: another host, an old-style name)."""
+    m = _TAG.search(name)
+    if m is None or f"w{m.group(1)}~" != writer_tag().rsplit("~", 1)[0] + "~":
+        return False
+    pid = int(m.group(2))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def check_version(version: str) -> str:
@@ -63,7 +91,7 @@ def manifest_path(store: Path, version: str) -> Path:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``path`` so that readers see the old or the new content, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{writer_tag()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -90,7 +118,7 @@ def install_version(
     final = store / check_version(version)
     if final.exists():
         return False
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{writer_tag()}-", dir=store))
     (tmp / DATA_FILE).write_bytes(data)
     if eval_data:
         (tmp / EVAL_FILE).write_bytes(eval_data)
@@ -107,7 +135,8 @@ def clean_leftovers(
     directory: Path, older_than_s: float = 3_600.0, now: float | None = None
 ) -> int:
     """Remove what writers killed mid-write left in ``directory``: temporary files
-    (``.<name>.<pid>.tmp``) and temporary version directories (``.tmp-*``) older than
+    (``.<name>.w<host>~<pid>.tmp``) and temporary version directories (``.tmp-*``), at
+    once when their writer ran on this host and is gone, else once older than
     ``older_than_s`` (no writer takes that long, so a live writer's files are never
     touched, even one on another host sharing the store). Returns how many were removed.
 
@@ -124,7 +153,9 @@ def clean_leftovers(
     for entry in Path(directory).glob(".*"):
         stale = entry.name.endswith(".tmp") or entry.name.startswith(TMP_PREFIX)
         try:
-            if not stale or now - entry.stat().st_mtime < older_than_s:
+            if not stale:
+                continue
+            if not _dead_writer(entry.name) and now - entry.stat().st_mtime < older_than_s:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)

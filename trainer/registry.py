@@ -101,8 +101,18 @@ class ModelRegistry:
         * an entry whose training decided to promote it, newer than the last promotion
           in the history, is promoted (the kill came between writing it and promoting).
 
+        * temporary entries (``models/.tmp-*``, ``.PROMOTED.tmp``) are removed: writers
+          hold the lock, so whatever is left under it belongs to a writer that died.
+
         Returns what was done (for logs and tests)."""
         done = []
+        for tmp in [*(self.root / "models").glob(".tmp-*"), self.root / ".PROMOTED.tmp"]:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+                done.append(f"removed {tmp.name}")
+            elif tmp.exists():
+                tmp.unlink(missing_ok=True)
+                done.append(f"removed {tmp.name}")
         hist = [h for h in self.history() if h.get("action") in ("promote", "rollback")]
         last = hist[-1] if hist else None
         entries = self.list()

@@ -73,6 +73,11 @@ class RecordTable:
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
+    def copy(self) -> RecordTable:
+        """An independent copy (:meth:`apply` changes a table in place)."""
+        return RecordTable(self.labels, self.keys, self.blocks, self.index,
+                           dict(self.block_sizes), self.next_block)  # fmt: skip
+
     def locate(self, labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """[block, index] per item; [-1, -1] for items the table does not hold."""
         pos = _find(self.keys, self.labels, np.asarray(keys, np.uint64), np.asarray(labels))

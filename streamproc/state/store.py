@@ -79,7 +79,7 @@ class RocksPartitionStore:
     """
 
     def __init__(self, path: Path, sync: bool = False) -> None:
-        from rocksdict import Options, Rdict, WriteOptions
+        from rocksdict import Options, WriteOptions
 
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
@@ -91,17 +91,15 @@ class RocksPartitionStore:
         opts.set_keep_log_file_num(2)
         opts.set_max_log_file_size(4 << 20)
         opts.set_max_total_wal_size(64 << 20)
-        try:
-            self._db = Rdict(str(path), options=opts)
-        except Exception as e:
-            raise StateError(f"cannot open state store at {path}: {e}") from e
+        self._opts, self._db = opts, None
+        self.path = path
+        self._open()
         self._wopts = WriteOptions()
         # The WAL is always written (a killed process loses nothing); ``sync`` also fsyncs
         # it per checkpoint. Without, an OS crash may lose the latest checkpoints, never
         # part of one (write batches recover atomically), and the worker resumes from the
         # checkpoint it finds -- it never resumes from a committed Kafka offset.
         self._wopts.sync = sync
-        self.path = path
         fmt = self._db.get(KEY_FORMAT)
         if fmt is not None and bytes(fmt) != STORE_FORMAT:
             raise StateError(
@@ -110,10 +108,30 @@ class RocksPartitionStore:
         table = self._db.get(KEY_RECORD_TABLE)
         self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
 
+    def _open(self) -> None:
+        from rocksdict import Rdict
+
+        try:
+            self._db = Rdict(str(self.path), options=self._opts)
+        except Exception as e:
+            raise StateError(f"cannot open state store at {self.path}: {e}") from e
+
+    def _ensure_open(self) -> None:
+        """After a failed write RocksDB keeps refusing writes (its background error, e.g.
+        a full disk) until reopened: the store was closed then, and opens again here,
+        from what is on disk (the last checkpoint that was written whole)."""
+        if self._db is None:
+            self._open()
+            table = self._db.get(KEY_RECORD_TABLE)
+            self.table = (
+                RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+            )
+
     def verify(self) -> int:
         """Read every entry once (RocksDB checks each block's checksum on the way);
         raises :class:`StateError` on any damage. Returns the number of entries."""
         n = 0
+        self._ensure_open()
         try:
             it = self._db.iter()
             it.seek_to_first()
@@ -128,6 +146,7 @@ class RocksPartitionStore:
         return n
 
     def load_checkpoint(self) -> Checkpoint | None:
+        self._ensure_open()
         res = self._db.get(KEY_RESERVOIRS)
         if res is None:
             return None
@@ -140,8 +159,11 @@ class RocksPartitionStore:
     def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None:
         from rocksdict import WriteBatch
 
+        self._ensure_open()
         n = len(changes.records)
-        plan = self.table.apply(
+        # on a copy: a write that fails (a full disk) must leave the table as on disk
+        table = self.table.copy()
+        plan = table.apply(
             changes.put_labels, changes.put_keys, n, changes.del_labels, changes.del_keys
         )
         wb = WriteBatch(raw_mode=True)
@@ -153,14 +175,31 @@ class RocksPartitionStore:
             wb.put(_block_key(plan.new_block), block.to_block())
         for b in plan.dead:
             wb.delete(_block_key(b))
-        wb.put(KEY_RECORD_TABLE, self.table.to_bytes())
+        wb.put(KEY_RECORD_TABLE, table.to_bytes())
         wb.put(KEY_RESERVOIRS, ckpt.reservoirs)
         wb.put(KEY_NEXT_OFFSET, struct.pack(">q", ckpt.next_offset))
         wb.put(KEY_COUNTERS, orjson.dumps(ckpt.counters))
         wb.put(KEY_FORMAT, STORE_FORMAT)
-        self._db.write(wb, self._wopts)
+        try:
+            self._db.write(wb, self._wopts)
+        except Exception:
+            # RocksDB refuses every later write after this (until reopened): close now,
+            # reopen at the next attempt (_ensure_open); the batch is all or nothing
+            self._close_quietly()
+            raise
+        self.table = table
+
+    def _close_quietly(self) -> None:
+        db, self._db = self._db, None
+        try:
+            db.close()
+        except Exception as e:  # noqa: BLE001 - closing after a failure: log, go on
+            import logging
+
+            logging.getLogger(__name__).warning("state store %s: close: %s", self.path, e)
 
     def _block(self, b: int) -> bytes:
+        self._ensure_open()
         data = self._db.get(_block_key(b))
         if data is None:
             raise StateError(f"state store {self.path}: record block {b} is missing")
@@ -202,7 +241,9 @@ class RocksPartitionStore:
         return len(self.table)
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def _block_key(b: int) -> bytes:

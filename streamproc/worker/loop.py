@@ -360,8 +360,10 @@ class IngestLoop:
                 log.info("removed %d leftover temporary file(s) from %s", n, d)
         if self.warm:
             self.phase = "warming_up"
-            log.info("warming up the hot path: numba kernels are compiled on the first run "
-                     "on a machine (about a minute) and loaded from numba's cache after")  # fmt: skip
+            log.info(
+                "warming up the hot path: numba kernels are compiled on the first run on a "
+                "machine (about a minute) and loaded from numba's cache after"
+            )
             seconds = warm_up(s.decode, s.sampler)
             log.info("hot path warmed up in %.2f s (numba kernels compiled or loaded)", seconds)
         self.phase = "connecting"

@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stratastream.errors import ConfigError
+from stratastream.errors import ConfigError, StateError
 from streamproc.snapshot.shards import read_shard, shard_changes, shard_dir, shard_path
+from streamproc.state.dirlock import is_lock_error
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import Checkpoint, RocksPartitionStore
 
@@ -69,6 +70,11 @@ class PartitionSet:
         except ConfigError:  # the state is fine; the settings changed: say so, loudly
             raise
         except Exception as e:  # noqa: BLE001 - any failure to read the state is handled
+            if is_lock_error(e):  # held by another process: not damage, never quarantine
+                raise StateError(
+                    f"partition {p}: state store {self.store_path(p)} is locked by another "
+                    f"process ({e}); each worker needs a state directory of its own"
+                ) from None
             moved = self._quarantine(p, e)
         log.error(
             "partition %d: state store unreadable (%s); moved to %s for inspection, "
