@@ -72,6 +72,9 @@ def consumer_config(bootstrap: str, group_id: str, max_message_bytes: int = 64 <
         # librdkafka's default (1000 ms) stalls a busy consumer on the embedded broker
         "fetch.queue.backoff.ms": 10,
         "enable.partition.eof": False,
+        # a subscribed topic that is missing (deleted, or not yet re-created after a
+        # broker restore) is looked for again this often; librdkafka's default is 5 min
+        "topic.metadata.refresh.interval.ms": 10_000,
     }
 
 
@@ -108,6 +111,8 @@ class IngestLoop:
         # what the worker is doing, for /status: warming_up (numba kernels compiled, or
         # loaded from numba's on-disk cache), connecting, running
         self.phase = "starting"
+        self._unowned_since: float | None = time.monotonic()  # holding no partition since
+        self._idle_check_at = 0.0
         self._consumer_factory = consumer_factory or (
             lambda: _kafka_consumer(
                 bootstrap, settings.group_id, settings.max_message_bytes,
@@ -228,6 +233,8 @@ class IngestLoop:
             log.info("assigned partition %d, resuming at offset %d", tp.partition, proc.next_offset)
         consumer.assign(out)
         self.health.assigned_once = True
+        self._unowned_since = None if out else time.monotonic()
+        self.health.set_problem("assignment", None)
         if fresh:
             self._check_missing_state(consumer, fresh)
 
@@ -280,6 +287,58 @@ class IngestLoop:
             self.partitions.release(tp.partition)
             self.health.forget(tp.partition)
             log.info("revoked partition %d at offset %d", tp.partition, proc.next_offset)
+        if not len(self.partitions):
+            self._unowned_since = time.monotonic()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self.settings.events_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    def _check_idle_assignment(self) -> None:
+        """A worker that has held no partition for longer than the stall bound checks
+        why: a missing events topic, or partitions that no member of the group owns
+        (the group is stuck, e.g. after a broker restore), is unhealthy with the reason;
+        partitions all owned by other members (a standby worker) are fine. A broker that
+        does not report the group's members (the embedded one) cannot show the latter:
+        the worker then says so and counts as unhealthy, the safe answer."""
+        from confluent_kafka.admin import AdminClient
+
+        s, since = self.settings, self._unowned_since
+        now = time.monotonic()
+        if since is None or now - since < s.stall_timeout_s or now < self._idle_check_at:
+            return
+        self._idle_check_at = now + 10.0
+        idle = f"holding no partition for {now - since:.0f}s"
+        try:
+            md = self._consumer.list_topics(s.events_topic, timeout=5)
+            topic = md.topics.get(s.events_topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                self.health.set_problem(
+                    "assignment", f"{idle}: topic {s.events_topic!r} does not exist"
+                )
+                return
+            n = len(topic.partitions)
+            admin = AdminClient({**s.kafka_config(), "bootstrap.servers": self.bootstrap})
+            group = admin.describe_consumer_groups([s.group_id], request_timeout=5)
+            members = group[s.group_id].result(timeout=10).members
+            owned = {tp.partition for m in members for tp in m.assignment.topic_partitions
+                     if tp.topic == s.events_topic}  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - the broker may be down: say what is known
+            self.health.set_problem("assignment", f"{idle}; the group could not be checked: {e}")
+            return
+        if len(owned) >= n:
+            self.health.set_problem("assignment", None)  # standby: others own them all
+            return
+        self.health.set_problem(
+            "assignment",
+            f"{idle} while {n - len(owned)} of {n} partitions of {s.events_topic!r} have "
+            f"no owner in group {s.group_id!r} (as the broker reports its members); "
+            "restart the worker if this lasts",
+        )
 
     # ------------------------------------------------------------ snapshots
     def snapshot_now(self) -> str | None:
@@ -368,12 +427,7 @@ class IngestLoop:
             log.info("hot path warmed up in %.2f s (numba kernels compiled or loaded)", seconds)
         self.phase = "connecting"
         self._connect()
-        self._consumer.subscribe(
-            [s.events_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        self._subscribe()
         last_snapshot = time.monotonic()
         # The hot path allocates many short-lived objects per batch; freezing what startup
         # allocated and collecting less often keeps the GC off the critical path.
@@ -402,6 +456,8 @@ class IngestLoop:
                     self._overdue_log_checks()
                 self.checkpointer.maybe(self.partitions.values())
                 self._hold_while_writes_fail()
+                if not len(self.partitions):
+                    self._check_idle_assignment()
                 if self.drift is not None and self.drift.due():
                     self._drift_check()
                 since = time.monotonic() - last_snapshot
