@@ -328,6 +328,16 @@ class Settings:
     relabel_topic: str = "relabel"
     spot_check_topic: str = "spot-check"
     hitl_spot_check_fraction: float = 0.05  # per label, of each snapshot's rows
+    # safe rollout: what feedback says about each model (one partition: one decider),
+    # and every rollout decision
+    outcomes_topic: str = "hitl-outcomes"
+    deployments_topic: str = "deployments"
+    # a candidate (shadow or canary) is rolled back when the champion's online accuracy
+    # is higher by more than rollout_margin with rollout_confidence, promoted when lower
+    # by as much, after rollout_min_judged judged predictions each
+    rollout_margin: float = 0.02
+    rollout_confidence: float = 0.95
+    rollout_min_judged: int = 200
     pii_key: str = field(default="", repr=False)
     pii_hash_fields: list[str] = field(default_factory=list)
     pii_text_fields: list[str] = field(default_factory=list)
@@ -405,6 +415,14 @@ class Settings:
             raise ConfigError(
                 f"snapshot_max_share: must be in (0, 1], got {self.snapshot_max_share!r}"
             )
+        if not 0 <= self.rollout_margin < 1:
+            raise ConfigError(f"rollout_margin: must be in [0, 1), got {self.rollout_margin!r}")
+        if not 0.5 <= self.rollout_confidence < 1:
+            raise ConfigError(
+                f"rollout_confidence: must be in [0.5, 1), got {self.rollout_confidence!r}"
+            )
+        if self.rollout_min_judged < 1:
+            raise ConfigError(f"rollout_min_judged: must be >= 1, got {self.rollout_min_judged!r}")
         if not 0 < self.log_check_s <= 3_600:
             raise ConfigError(f"log_check_s: must be in (0, 3600], got {self.log_check_s!r}")
         if self.on_log_rewind not in ("fail", "reset", "continue"):

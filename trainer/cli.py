@@ -62,6 +62,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         test_set=a.test_set,
         promote_metric=a.promote_metric,
         confidence=a.confidence,
+        rollout=a.rollout,
+        rollout_fraction=a.canary_fraction,
     )
     _print_outcome(out)
     return 0
@@ -131,6 +133,8 @@ def cmd_follow(a: argparse.Namespace) -> int:
         promote_metric=a.promote_metric,
         confidence=a.confidence,
         kafka_config=kafka,
+        rollout=a.rollout,
+        rollout_fraction=a.canary_fraction,
     )
     if a.metrics_port:
         from prometheus_client import start_http_server
@@ -150,18 +154,35 @@ def cmd_registry(a: argparse.Namespace) -> int:
         raise TrainerError(f"registry: {a.registry} is not a model registry (no models/ in it)")
     reg = _registry(a.registry)
     if a.action == "list":
-        cur = reg.promoted()
+        cur, cand = reg.promoted(), reg.candidate()
         for e in reg.list():
             mark = "*" if cur and cur.id == e.id else " "
+            roll = f"  rollout={cand['mode']}" if cand and cand["model"] == e.id else ""
             print(
                 f"{mark} {e.id}  snapshot={e.meta['snapshot_version']}  "
-                f"macro_f1={e.macro_f1:.4f}  trigger={e.meta['trigger']}"
+                f"macro_f1={e.macro_f1:.4f}  trigger={e.meta['trigger']}{roll}"
             )
         return 0
     if a.action == "rollback":
         with reg.lock():
             e = reg.rollback()
         print(f"rolled back to {e.id}")
+        return 0
+    if a.action == "rollout":
+        if not a.model_id:
+            raise TrainerError("registry rollout: a model id is required")
+        with reg.lock():
+            reg.start_rollout(a.model_id, a.mode, a.fraction, "manual rollout")
+        share = "" if a.mode == "shadow" else f" for {a.fraction:.0%} of the requests"
+        print(f"{a.model_id} in {a.mode} beside the champion{share}")
+        return 0
+    if a.action == "rollout-end":
+        with reg.lock():
+            mid = reg.end_rollout(a.decision, "manual decision")
+        print(f"rollout of {mid} ended: {a.decision}")
+        return 0
+    if a.action == "candidate":
+        print(json.dumps(reg.candidate()))
         return 0
     if a.action == "export-mlflow":
         from .mlflow_export import export_registry
@@ -301,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="one-sided paired-bootstrap confidence that the gain exceeds --margin "
             "(0: compare point estimates)",
         )
+        sp.add_argument(
+            "--rollout",
+            choices=["direct", "shadow", "canary"],
+            default="direct",
+            help="a model that passes: promote it at once (direct), or put it beside the "
+            "champion in shadow or canary and let the worker decide on online feedback",
+        )
+        sp.add_argument("--canary-fraction", type=float, default=0.1,
+                        help="canary: the share of requests the candidate answers")  # fmt: skip
 
     t = sub.add_parser("train", help="train on a snapshot and register the model")
     training(t)
@@ -341,10 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--metrics-bind", default=env("STRATA_WEB_BIND", "127.0.0.1"))
     f.set_defaults(fn=cmd_follow)
 
-    r = sub.add_parser("registry", help="list, show, promote or roll back models")
+    r = sub.add_parser("registry", help="list, show, promote, roll back or roll out models")
     common(r)
-    r.add_argument("action", choices=["list", "show", "promote", "rollback", "export-mlflow"])
+    r.add_argument("action", choices=["list", "show", "promote", "rollback", "rollout",
+                                      "rollout-end", "candidate", "export-mlflow"])  # fmt: skip
     r.add_argument("model_id", nargs="?")
+    r.add_argument("--mode", choices=["shadow", "canary"], default="canary",
+                   help="rollout: shadow (answers recorded, never returned) or canary")  # fmt: skip
+    r.add_argument("--fraction", type=float, default=0.1,
+                   help="rollout: the share of requests the canary answers")  # fmt: skip
+    r.add_argument("--decision", choices=["promote", "reject"], default="reject",
+                   help="rollout-end: promote the candidate, or reject it")  # fmt: skip
     r.add_argument("--tracking-uri", default=env("MLFLOW_TRACKING_URI"),
                    help="export-mlflow: the MLflow tracking server or store")  # fmt: skip
     r.add_argument("--mlflow-name", default="stratastream", help="registered model name")

@@ -53,7 +53,10 @@ class Follower:
         promote_metric: str = "macro_f1",
         confidence: float = 0.95,
         kafka_config: dict | None = None,
+        rollout: str = "direct",
+        rollout_fraction: float = 0.1,
     ) -> None:
+        self.rollout, self.rollout_fraction = rollout, rollout_fraction
         self.test_set = test_set  # an external natural-mix test set that promotion uses
         self.promote_metric, self.confidence = promote_metric, confidence
         self.kafka_config = dict(kafka_config or {})  # librdkafka settings (security)
@@ -96,6 +99,8 @@ class Follower:
                 test_set=self.test_set,
                 promote_metric=self.promote_metric,
                 confidence=self.confidence,
+                rollout=self.rollout,
+                rollout_fraction=self.rollout_fraction,
             )
         except TrainerError as e:
             self._fail(version, str(e))

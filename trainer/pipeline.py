@@ -40,6 +40,8 @@ def train_and_register(
     test_set: Path | str | None = None,
     promote_metric: str = "macro_f1",
     confidence: float = 0.95,
+    rollout: str = "direct",
+    rollout_fraction: float = 0.1,
 ) -> Outcome:
     """One training run. Any failure raises before the registry is touched.
 
@@ -49,7 +51,9 @@ def train_and_register(
     natural mix, :func:`load_eval_slice`), or the hash-fixed held-out split of the
     training sample (Horvitz-Thompson weighted under the natural objective). Promotion
     compares ``promote_metric`` with a margin and a paired bootstrap interval
-    (:mod:`trainer.promotion`)."""
+    (:mod:`trainer.promotion`). A model that passes is promoted (``rollout="direct"``), or
+    put beside the champion in ``shadow`` or ``canary`` (``rollout_fraction`` of the
+    requests) for the worker to decide on online feedback."""
     with registry.lock():
         data = load_snapshot(store, version)
         eval_slice = load_eval_slice(store, data.version, data.label_names)
@@ -156,7 +160,7 @@ def train_and_register(
             "previous_f1_same_data": prev_f1,
             # what this training decided; whether the model *is* promoted is the
             # registry's history (a kill between the two is finished by recover())
-            "decision": "promote" if better else "keep",
+            "decision": _decision(better, rollout, current is not None),
             "decision_reason": reason,
         }
         png = training_png(
@@ -166,10 +170,25 @@ def train_and_register(
             prev_per,
         )
         entry = registry.add(new_model, meta, png)
-        if better:
+        decided = meta["decision"]
+        if decided == "promote":
             registry.promote(entry.id, reason)
-        log.info("model %s: %s -> %s", entry.id, reason, "promoted" if better else "kept previous")
-        return Outcome(entry, better, f1, current.id if current else None, prev_f1, reason)
+        elif decided == "rollout":
+            if registry.candidate() is not None:  # a newer candidate replaces the running one
+                registry.end_rollout("reject", f"replaced by {entry.id}")
+            registry.start_rollout(entry.id, rollout, rollout_fraction, reason)
+        log.info("model %s: %s -> %s", entry.id, reason,
+                 {"promote": "promoted", "rollout": f"{rollout} rollout",
+                  "keep": "kept previous"}[decided])  # fmt: skip
+        return Outcome(entry, decided == "promote", f1, current.id if current else None,
+                       prev_f1, reason)  # fmt: skip
+
+
+def _decision(better: bool, rollout: str, has_champion: bool) -> str:
+    """promote, rollout (shadow or canary beside the champion) or keep."""
+    if not better:
+        return "keep"
+    return "rollout" if rollout != "direct" and has_champion else "promote"
 
 
 def _thresholds(entry: ModelEntry, keep: list[int]) -> list[float] | None:

@@ -6,8 +6,11 @@
     <root>/models/<model_id>/meta.json     metrics, snapshot version (lineage to Kafka
                                            offsets via its manifest), config, seed, timings
     <root>/models/<model_id>/report.png    loss curve, per-label F1 vs the previous model
-    <root>/PROMOTED                        id of the promoted model
-    <root>/history.jsonl                   promotions and rollbacks, append-only
+    <root>/PROMOTED                        id of the promoted model (the champion)
+    <root>/CANDIDATE                       a model in shadow or canary rollout (JSON:
+                                           model, mode, fraction, since), if any
+    <root>/history.jsonl                   promotions, rollbacks and rollout decisions,
+                                           append-only
 
 Entries appear atomically (written to a temporary directory, then renamed), so a failed
 or killed training leaves the registry as it was. A file lock serialises writers.
@@ -106,7 +109,8 @@ class ModelRegistry:
 
         Returns what was done (for logs and tests)."""
         done = []
-        for tmp in [*(self.root / "models").glob(".tmp-*"), self.root / ".PROMOTED.tmp"]:
+        for tmp in [*(self.root / "models").glob(".tmp-*"), self.root / ".PROMOTED.tmp",
+                    self.root / ".CANDIDATE.tmp"]:  # fmt: skip
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
                 done.append(f"removed {tmp.name}")
@@ -231,6 +235,66 @@ class ModelRegistry:
                 self._set_promoted(model_id, "rollback", f"{reason} (from {current.id})")
                 return self.get(model_id)
         raise TrainerError(f"registry {self.root}: nothing to roll back to")
+
+    # ---------------------------------------------------------------- rollout
+    def candidate(self) -> dict | None:
+        """The model in rollout (``{"model", "mode", "fraction", "since"}``), or None. A
+        file that does not hold a valid rollout (tampered, or naming a missing model) is
+        an error naming it, never a silently served model."""
+        p = self.root / "CANDIDATE"
+        if not p.exists():
+            return None
+        try:
+            c = json.loads(p.read_text())
+            mode, frac = c["mode"], float(c["fraction"])
+            check_model_id(c["model"])
+        except (OSError, ValueError, KeyError, TypeError, TrainerError) as e:
+            raise TrainerError(f"registry {self.root}: CANDIDATE is not a rollout ({e})") from None
+        if mode not in ("shadow", "canary") or not 0.0 <= frac <= 1.0:
+            raise TrainerError(f"registry {self.root}: CANDIDATE: mode {mode!r}, fraction {frac}")
+        self.get(c["model"])
+        return {"model": c["model"], "mode": mode, "fraction": frac, "since": c.get("since")}
+
+    def start_rollout(self, model_id: str, mode: str, fraction: float, reason: str) -> None:
+        """Put ``model_id`` beside the champion: ``shadow`` (answers recorded, never
+        returned) or ``canary`` (answers ``fraction`` of the requests). Call under
+        :meth:`lock`."""
+        if mode not in ("shadow", "canary"):
+            raise TrainerError(f"mode: expected shadow or canary, got {mode!r}")
+        if not 0.0 < fraction <= 1.0:
+            raise TrainerError(f"fraction: expected (0, 1], got {fraction}")
+        self.get(model_id)
+        cur = self.promoted()
+        if cur is not None and cur.id == model_id:
+            raise TrainerError(f"model {model_id} is the champion already")
+        self._append_history({"action": "rollout", "model": model_id, "mode": mode,
+                              "fraction": fraction, "reason": reason})  # fmt: skip
+        body = {"model": model_id, "mode": mode, "fraction": fraction, "since": time.time()}
+        tmp = self.root / ".CANDIDATE.tmp"
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, self.root / "CANDIDATE")
+
+    def end_rollout(self, decision: str, reason: str, evidence: dict | None = None) -> str:
+        """End the rollout: ``promote`` makes the candidate the champion, ``reject`` (a
+        rollback of the canary) leaves the champion. Recorded in the history. Call under
+        :meth:`lock`. Returns the candidate's id."""
+        c = self.candidate()
+        if c is None:
+            raise TrainerError(f"registry {self.root}: no model in rollout")
+        if decision not in ("promote", "reject"):
+            raise TrainerError(f"decision: expected promote or reject, got {decision!r}")
+        self._append_history({"action": "rollout_end", "model": c["model"], "decision": decision,
+                              "reason": reason, "evidence": evidence or {}})  # fmt: skip
+        if decision == "promote":
+            self._set_promoted(c["model"], "promote", f"rollout: {reason}")
+        (self.root / "CANDIDATE").unlink(missing_ok=True)
+        return c["model"]
+
+    def _append_history(self, entry: dict) -> None:
+        with open(self.root / "history.jsonl", "a") as f:
+            f.write(json.dumps({"at": time.time(), **entry}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def _set_promoted(self, model_id: str, action: str, reason: str) -> None:
         # the history first (it is the truth, see recover), then the PROMOTED pointer

@@ -5,7 +5,9 @@ Endpoints (on the worker's web server; ``Authorization: Bearer <token>``, see
 looked at, bodies are bounded in size and must arrive within ``hitl_body_timeout_s``):
 
 * ``POST /predict`` ``{"features": [...], "event_id": "optional"}`` runs the trainer's
-  promoted model and answers ``{"prediction_id", "label", "probability", "model"}``.
+  promoted model (or, in a canary rollout, the candidate for its share of requests; a
+  shadow candidate's answer is recorded, never returned) and answers
+  ``{"prediction_id", "label", "probability", "model"}``.
 * ``POST /feedback`` ``{"prediction_id", "vote": "up"|"down"}`` or
   ``{"prediction_id", "label": "<corrected>"}``.
 * ``POST /annotations`` ``{"item_id", "annotator_id", "label"}``.
@@ -20,7 +22,10 @@ correction becomes a labelled event on ``events`` (payload ``{"source": "feedbac
 so it enters the same per-label reservoirs; a down-vote without a correction is counted
 and queued on ``relabel``. Annotations feed an
 :class:`AnnotationBook`; an item whose agreement falls below ``hitl_agreement_bar`` is
-queued on ``relabel``; per-label kappas are exported as metrics.
+queued on ``relabel``; per-label kappas are exported as metrics. What feedback says about
+each model goes to the one-partition ``outcomes`` topic, whose single consumer decides a
+rollout (:mod:`streamproc.hitl.rollout`): the registry is updated and the decision
+published on ``deployments``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from streamproc.hitl.requests import (
     decode,
     read_body,
 )
+from streamproc.hitl.rollout import ModelScore, decide, outcomes
 from streamproc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,9 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     annotations = app.topic(s.annotations_topic, partitions=s.hitl_partitions, **raw)
     events = app.topic(s.events_topic, **raw)
     relabel = app.topic(s.relabel_topic, **raw)
+    outcomes_topic = app.topic(s.outcomes_topic, partitions=1, **raw)
+    deployments = app.topic(s.deployments_topic, partitions=1, **raw)
+    scores = app.Table("rollout-scores", partitions=1)  # "<rollout>|<model>" -> ModelScore
     pred_table = app.Table("hitl-predictions", partitions=s.hitl_partitions)
     pending = app.Table("hitl-feedback", partitions=s.hitl_partitions)
     predictor = Predictor(s.hitl_registry_dir)
@@ -97,11 +106,13 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
 
     async def do_predict(body: bytes, identity: str):
         req = check_predict(decode(PredictRequest, body))
-        out = await asyncio.get_running_loop().run_in_executor(
-            None, predictor.predict, req.features, req.explain
-        )
-        label, prob, model = out[:3]
         pid = uuid.uuid4().hex
+        # the routing key of a canary: the event id when given (the same event always
+        # meets the same model), else the prediction id
+        out = await asyncio.get_running_loop().run_in_executor(
+            None, predictor.predict, req.features, req.explain, req.event_id or pid
+        )
+        label, prob, model = out["label"], out["probability"], out["model"]
         await durable(
             predictions,
             pid,
@@ -113,12 +124,14 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
                 "features": req.features,
                 "event_id": req.event_id,
                 "ts": time.time(),
+                "shadow": out.get("shadow"),  # recorded, never answered
+                "rollout": out.get("rollout"),
             },
         )
         metrics.predictions.inc()
         answer = {"prediction_id": pid, "label": label, "probability": prob, "model": model}
         if req.explain:
-            answer["attributions"] = out[3]
+            answer["attributions"] = out["attributions"]
         return 200, answer
 
     async def do_feedback(body: bytes, identity: str):
@@ -157,7 +170,11 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
             return
         if out.kind == "waiting":
             return
+        pred, fb = pred_table.get(pid), pending.get(pid)
         del pending[pid]
+        for o in outcomes(pred, out.kind, fb):  # to the rollout decider (one partition)
+            o["rollout"] = pred.get("rollout")
+            await outcomes_topic.send(key=b"rollout", value=orjson.dumps(o))
         if out.event is not None:
             await events.send(key=out.event["id"].encode(), value=orjson.dumps(out.event))
             metrics.corrections.labels(metrics.bounded(out.event["label"])).inc()
@@ -193,11 +210,60 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
                 await relabel.send(key=a["item_id"].encode(), value=orjson.dumps(request))
                 metrics.relabel_queued.labels("low-agreement").inc()
 
+    @app.agent(outcomes_topic)
+    async def decide_rollout(stream):
+        """The one decider (one partition): count what feedback says about each model
+        during the current rollout, export it, and end the rollout when the evidence is
+        enough (see :mod:`streamproc.hitl.rollout`)."""
+        aio = asyncio.get_running_loop()
+        async for value in stream:
+            o = orjson.loads(value)
+            key = f"{o.get('rollout') or 'none'}|{o['model']}"
+            score = ModelScore(**scores.get(key, {}))
+            score.add(o)
+            scores[key] = score.to_dict()
+            _export_score(metrics, o["model"], score, s.rollout_confidence)
+            if o.get("rollout") is None:
+                continue
+            champion, cand = await aio.run_in_executor(None, predictor.rollout)
+            if cand is None or champion is None or cand["since"] != o["rollout"]:
+                continue  # the outcome belongs to a rollout that has ended
+            d = decide(
+                ModelScore(**scores.get(f"{o['rollout']}|{champion}", {})),
+                ModelScore(**scores.get(f"{o['rollout']}|{cand['model']}", {})),
+                s.rollout_margin, s.rollout_confidence, s.rollout_min_judged,
+            )  # fmt: skip
+            if d is None:
+                continue
+            evidence = {"champion": d.champion, "candidate": d.candidate,
+                        "interval": list(d.interval), "mode": cand["mode"]}  # fmt: skip
+            verdict = "promote" if d.decision == "promote" else "reject"
+            done = await aio.run_in_executor(None, predictor.end_rollout, verdict, d.reason,
+                                             evidence)  # fmt: skip
+            if done is None:
+                continue
+            log.warning("rollout of %s: %s (%s)", done, d.decision, d.reason)
+            metrics.rollout_decisions.labels(d.decision).inc()
+            record = {"action": d.decision, "model": done, "champion": champion,
+                      "reason": d.reason, "evidence": evidence, "at": time.time()}  # fmt: skip
+            await deployments.send(key=done.encode(), value=orjson.dumps(record))
+
     @app.timer(10.0)
     async def export_kappas():
         for label, k in book.label_kappas().items():
             if np.isfinite(k):
                 metrics.annotation_kappa.labels(metrics.bounded(label)).set(k)
+
+
+def _export_score(metrics, model: str, score: ModelScore, confidence: float) -> None:
+    if score.judged:
+        lo, hi = score.interval(confidence)
+        metrics.online_judged.labels(model).set(score.judged)
+        metrics.online_accuracy.labels(model, "estimate").set(score.accuracy)
+        metrics.online_accuracy.labels(model, "lower").set(lo)
+        metrics.online_accuracy.labels(model, "upper").set(hi)
+    if score.answered:
+        metrics.online_downvote_rate.labels(model).set(score.downvotes / score.answered)
 
 
 def _post_view(handler, guarded):

@@ -254,6 +254,30 @@ class WorkerMetrics:
             ["label"],
             registry=r,
         )
+        self.online_judged = Gauge(
+            "strata_online_judged",
+            "Predictions whose true label feedback told, per model (the rollout's evidence)",
+            ["model"],
+            registry=r,
+        )
+        self.online_accuracy = Gauge(
+            "strata_online_accuracy",
+            "Online accuracy per model from feedback, with its Wilson interval bounds",
+            ["model", "bound"],
+            registry=r,
+        )
+        self.online_downvote_rate = Gauge(
+            "strata_online_downvote_rate",
+            "Down-votes per answered prediction with feedback, per model",
+            ["model"],
+            registry=r,
+        )
+        self.rollout_decisions = Counter(
+            "strata_rollout_decisions",
+            "Online rollout decisions (promote, rollback)",
+            ["decision"],
+            registry=r,
+        )
         self.relabel_queued = Counter(
             "strata_relabel_queued", "Items sent to the relabel topic", ["reason"], registry=r
         )

@@ -456,7 +456,8 @@ def test_attributions_find_the_features_the_answer_depends_on(tmp_path: Path) ->
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout)["attributions"]) == {"f0", "f1", "f2", "f3"}
-    label, prob, model, attrs = Predictor(tmp_path / "reg").predict([1, 2, 3, 4], explain=True)
+    res = Predictor(tmp_path / "reg").predict([1, 2, 3, 4], explain=True)
+    model, attrs = res["model"], res["attributions"]
     assert model == out.entry.id and set(attrs) == {"f0", "f1", "f2", "f3"}
 
 
