@@ -48,6 +48,9 @@ class SnapshotManifest:
     drift_report: str | None = None
     eval_rows: int = 0
     eval_seen: dict[str, int] = field(default_factory=dict)
+    # data quality of the training rows, per label: near-duplicates and outliers flagged
+    # (and left out of data.parquet when quality["exclude"]); None: not computed
+    quality: dict | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> bytes:

@@ -13,7 +13,12 @@ partition  int32                    source partition
 offset     int64                    source offset
 inclusion  float64                  inclusion probability of the row
 ht_weight  float64                  Horvitz-Thompson weight (1 / inclusion)
+dq_dup..   bool                     ``dq_duplicate``: a near-duplicate of a row with a
+                                    smaller sampling key (same label, source, grid cell)
+dq_outlier bool                     robust z-score above the threshold on some feature
 ========== ======================== ==================================================
+
+The two ``dq_`` columns are optional (snapshots written before them lack them).
 
 >>> arrow_schema(2).field("features").type
 FixedSizeListType(fixed_size_list<item: float>[2])
@@ -26,7 +31,7 @@ from .errors import SnapshotFormatError
 FORMAT_VERSION = 1  # recorded in every manifest; bumped on incompatible changes
 COLUMNS = (
     "label", "labels", "ts", "features", "payload", "id", "partition", "offset",
-    "inclusion", "ht_weight",
+    "inclusion", "ht_weight", "dq_duplicate", "dq_outlier",
 )  # fmt: skip
 REQUIRED_COLUMNS = ("label", "labels", "features", "id", "ht_weight")  # what a reader needs
 
@@ -46,6 +51,8 @@ def arrow_schema(dim: int):
             ("offset", pa.int64()),
             ("inclusion", pa.float64()),
             ("ht_weight", pa.float64()),
+            ("dq_duplicate", pa.bool_()),
+            ("dq_outlier", pa.bool_()),
         ]
     )
 

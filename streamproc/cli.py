@@ -108,8 +108,7 @@ def _limit_malloc_arenas(n: int = 2) -> None:
 def cmd_worker(a: argparse.Namespace) -> int:
     from faust.worker import Worker
 
-    from streamproc.state.dirlock import StateDirLock
-    from streamproc.worker.app import create_app
+    from streamproc.worker.app import create_app, lock_state_dir
     from streamproc.worker.topics import create_topics, wait_for_broker
 
     _limit_malloc_arenas()
@@ -117,7 +116,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     bootstrap = bootstrap_of(s)
     preflight(s, s.web_bind, a.web_port)
     # one worker per state directory, for the life of this process (kill -9 included)
-    lock = StateDirLock(s.state_dir).acquire()  # noqa: F841 - held until exit
+    lock = lock_state_dir(s)  # noqa: F841 - held until exit
     wait_for_broker(bootstrap, s.broker_timeout_s, s.kafka_config())  # one line on failure
     create_topics(
         bootstrap,

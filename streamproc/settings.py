@@ -89,6 +89,12 @@ class SnapshotSection:
     url: str
     partitions: int
     feature_names: tuple[str, ...] = ()
+    # data quality (assembly.quality_config turns these into the snapshot's QualityConfig)
+    dq_duplicate_tolerance: float = 1e-4
+    dq_source_field: str = ""
+    dq_outlier_z: float = 8.0
+    dq_min_rows: int = 30
+    dq_exclude: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +260,16 @@ class Settings:
     on_label_overflow: str = "label"
     # share of events (by a hash of the event key) kept out of training in a uniform,
     # natural-mix evaluation reservoir published beside each snapshot; 0 turns it off
+    # data quality of each snapshot's training rows (streamproc/snapshot/quality.py):
+    # near-duplicates (same label, same dq_source_field value, features in the same
+    # grid cell of width dq_duplicate_tolerance; 0: off), outliers (robust z-score above
+    # dq_outlier_z against the label's rows; 0: off; labels with >= dq_min_rows rows);
+    # flagged rows are published with flags, or left out with dq_exclude
+    dq_duplicate_tolerance: float = 1e-4
+    dq_source_field: str = ""
+    dq_outlier_z: float = 8.0
+    dq_min_rows: int = 30
+    dq_exclude: bool = False
     eval_fraction: float = 0.02
     eval_capacity: int = 5_000
     web_bind: str = "127.0.0.1"  # 0.0.0.0 in containers
@@ -415,6 +431,12 @@ class Settings:
             raise ConfigError(
                 f"snapshot_max_share: must be in (0, 1], got {self.snapshot_max_share!r}"
             )
+        for name in ("dq_duplicate_tolerance", "dq_outlier_z"):
+            v = getattr(self, name)
+            if not (0 <= v < math.inf):
+                raise ConfigError(f"{name}: must be >= 0 (0: off), got {v!r}")
+        if self.dq_min_rows < 3:
+            raise ConfigError(f"dq_min_rows: must be >= 3, got {self.dq_min_rows!r}")
         if not 0 <= self.rollout_margin < 1:
             raise ConfigError(f"rollout_margin: must be in [0, 1), got {self.rollout_margin!r}")
         if not 0.5 <= self.rollout_confidence < 1:
@@ -549,6 +571,8 @@ class Settings:
         return SnapshotSection(
             self.snapshot_dir, self.snapshot_every_s, self.snapshot_retention,
             self.snapshot_url, self.partitions, tuple(self.features),
+            self.dq_duplicate_tolerance, self.dq_source_field, self.dq_outlier_z,
+            self.dq_min_rows, self.dq_exclude,
         )  # fmt: skip
 
     @property

@@ -278,6 +278,12 @@ class WorkerMetrics:
             ["decision"],
             registry=r,
         )
+        self.quality_flagged = Gauge(
+            "strata_quality_flagged",
+            "Rows of the latest snapshot flagged as near-duplicates or outliers, per label",
+            ["label", "kind"],
+            registry=r,
+        )
         self.relabel_queued = Counter(
             "strata_relabel_queued", "Items sent to the relabel topic", ["reason"], registry=r
         )
@@ -350,6 +356,13 @@ class WorkerMetrics:
         self.balance_ratio.set(balance)
         if stability is not None:
             self.stability.set(stability)
+
+    def set_quality(self, per_label: dict[str, dict[str, int]]) -> None:
+        """Near-duplicates and outliers flagged in the latest snapshot, per label."""
+        self.quality_flagged.clear()
+        for label, kinds in per_label.items():
+            for kind, n in kinds.items():
+                self.quality_flagged.labels(self.bounded(label), kind).inc(n)
 
     def mark_progress(self) -> None:
         self.progress_at.set(time.time())

@@ -36,6 +36,7 @@ from snapshot_format import (
 )
 from stratastream.errors import StateError
 from streamproc.snapshot.columnar import record_arrays
+from streamproc.snapshot.quality import QualityConfig, near_duplicates, outliers, source_codes
 from streamproc.snapshot.shards import Shard, read_shards
 from streamproc.state.processor import split_counters
 from streamproc.state.records import RecordColumns
@@ -113,6 +114,7 @@ def build_snapshot(
     exclude_ids: frozenset[str] = frozenset(),
     feature_names: list[str] | tuple[str, ...] | None = None,
     drift_report: str | None = None,
+    quality: QualityConfig | None = None,
 ) -> SnapshotManifest | None:
     """Merge all shards into a new snapshot version.
 
@@ -140,6 +142,29 @@ def build_snapshot(
     eval_lid = merged.label_id(EVAL_LABEL) if EVAL_LABEL in merged.labels else -1
     is_eval = it.labels == eval_lid
 
+    held = int((~keep).sum())
+    qc = quality if quality is not None else QualityConfig()
+    train_mask = keep & ~is_eval
+    train_rows = np.flatnonzero(train_mask)
+    dup = np.zeros(it.labels.shape[0], dtype=bool)
+    out = np.zeros(it.labels.shape[0], dtype=bool)
+    if train_rows.size:
+        lab_t, feat_t = it.labels[train_rows], cols["features"][train_rows]
+        src = None
+        if qc.source_field and qc.tolerance > 0:
+            pay = cols["payload"].filter(pa.array(train_mask)).to_pylist()
+            src = source_codes([p.encode() if p else b"" for p in pay], qc.source_field)
+        dup[train_rows] = near_duplicates(lab_t, feat_t, it.keys[train_rows], qc.tolerance, src)
+        out[train_rows] = outliers(lab_t, feat_t, qc.z, qc.min_rows)
+    flagged = dup | out
+    per_label: dict[str, dict[str, int]] = {}
+    for kind, mask in (("duplicates", dup), ("outliers", out)):
+        ids, cnt = np.unique(it.labels[mask], return_counts=True)
+        for i, c in zip(ids.tolist(), cnt.tolist(), strict=True):
+            per_label.setdefault(merged.names[i], {"duplicates": 0, "outliers": 0})[kind] = c
+    if qc.exclude:
+        keep = keep & ~(flagged & ~is_eval)
+
     def table_of(sel: np.ndarray, label_column):
         k = pa.array(sel)
         return pa.Table.from_arrays(
@@ -154,6 +179,8 @@ def build_snapshot(
                 pa.array(cols["offset"][sel]),
                 pa.array(it.inclusion[sel]),
                 pa.array(it.ht_weights[sel]),
+                pa.array(dup[sel]),
+                pa.array(out[sel]),
             ],
             schema=arrow_schema(dim),
         )
@@ -198,11 +225,20 @@ def build_snapshot(
         source_offsets=offsets,
         counters=counters,
         stability_vs_parent=_stability(store, parent, table),
-        held_for_relabel=int((~keep).sum()),
+        held_for_relabel=held,
         feature_names=list(feature_names) if feature_names else None,
         drift_report=drift_report,
         eval_rows=int(eval_sel.sum()),
         eval_seen=eval_seen,
+        quality={
+            "tolerance": qc.tolerance,
+            "source_field": qc.source_field,
+            "z": qc.z,
+            "min_rows": qc.min_rows,
+            "exclude": qc.exclude,
+            "flagged_rows": int(flagged.sum()),
+            "per_label": per_label,
+        },  # fmt: skip
         sampler={
             "mode": merged.mode,
             "half_life": merged.half_life,

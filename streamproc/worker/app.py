@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 _PROM_TYPE = CONTENT_TYPE_LATEST.split(";")[0]  # text/plain; version=0.0.4
 
 
+def lock_state_dir(settings: Settings):  # noqa: ANN201 - a StateDirLock
+    """Take the state directory for this process's lifetime (one worker per directory;
+    :mod:`streamproc.state.dirlock`); a directory in use raises, naming the owner."""
+    from streamproc.state.dirlock import StateDirLock
+
+    return StateDirLock(settings.state_dir).acquire()
+
+
 def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faust.App:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.snapshot_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ from drift.monitor import DriftConfig
 from streamproc.decode.events import Limits
 from streamproc.decode.pii import PiiScrubber
 from streamproc.decode.wire import WireSchemas
-from streamproc.settings import DecodeSection, DriftSection, SamplerSection
+from streamproc.settings import DecodeSection, DriftSection, SamplerSection, SnapshotSection
+from streamproc.snapshot.quality import QualityConfig
 from streamproc.state.processor import SamplerConfig
 
 
@@ -37,6 +38,11 @@ def wire_schemas(d: DecodeSection) -> WireSchemas | None:
     if d.schema_registry_ca:
         conf["ssl.ca.location"] = d.schema_registry_ca
     return WireSchemas(d.schema_registry_url, d.schema_dir or None, conf, d.feature_names)
+
+
+def quality_config(s: SnapshotSection) -> QualityConfig:
+    return QualityConfig(s.dq_duplicate_tolerance, s.dq_source_field, s.dq_outlier_z,
+                         s.dq_min_rows, s.dq_exclude)  # fmt: skip
 
 
 def scrubber(d: DecodeSection) -> PiiScrubber | None:

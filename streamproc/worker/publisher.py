@@ -15,6 +15,7 @@ from snapshot_format import SnapshotManifest, data_path, read_table
 from streamproc.settings import SnapshotSection
 from streamproc.snapshot.build import build_snapshot, spot_check_rows
 from streamproc.snapshot.shards import export_shard, shard_dir, write_shard
+from streamproc.worker.assembly import quality_config
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class SnapshotPublisher:
         s = self.section
         manifest = build_snapshot(
             shard_dir(s.store), s.store, s.retention, s.partitions, held_ids, s.feature_names,
-            drift_report,
+            drift_report, quality_config(s),
         )  # fmt: skip
         if manifest is None:
             return None
@@ -107,6 +108,7 @@ class SnapshotPublisher:
                 manifest.balance_ratio,
                 manifest.stability_vs_parent,
             )
+            self.metrics.set_quality((manifest.quality or {}).get("per_label", {}))
         if self.on_published is not None:
             self.on_published(manifest)
         log.info(
