@@ -346,6 +346,11 @@ class Settings:
     hitl_spot_check_fraction: float = 0.05  # per label, of each snapshot's rows
     # safe rollout: what feedback says about each model (one partition: one decider),
     # and every rollout decision
+    # active learning: predictions selected for labelling go to annotate_topic (and
+    # GET /annotate/next), at most annotation_budget_per_hour per predicted label and
+    # worker (0: off), the uncertain ones more likely (streamproc/hitl/active.py)
+    annotate_topic: str = "annotate"
+    annotation_budget_per_hour: float = 60.0
     outcomes_topic: str = "hitl-outcomes"
     deployments_topic: str = "deployments"
     # a candidate (shadow or canary) is rolled back when the champion's online accuracy
@@ -437,6 +442,11 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 0 (0: off), got {v!r}")
         if self.dq_min_rows < 3:
             raise ConfigError(f"dq_min_rows: must be >= 3, got {self.dq_min_rows!r}")
+        if not 0 <= self.annotation_budget_per_hour < math.inf:
+            raise ConfigError(
+                "annotation_budget_per_hour: must be >= 0 (0: off), got "
+                f"{self.annotation_budget_per_hour!r}"
+            )
         if not 0 <= self.rollout_margin < 1:
             raise ConfigError(f"rollout_margin: must be in [0, 1), got {self.rollout_margin!r}")
         if not 0.5 <= self.rollout_confidence < 1:

@@ -11,6 +11,7 @@ trained on different snapshots are compared on data neither trained on.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -113,9 +114,37 @@ def load_snapshot(
             if lab in index:
                 multi[r, index[lab]] = 1.0
     w = table.column("ht_weight").to_numpy().astype(np.float64)
+    w = w / selection_probabilities(table)
     if not np.isfinite(x).all() or not (np.isfinite(w).all() and (w > 0).all()):
         raise TrainerError(f"snapshot {version!r}: non-finite features or weights")
     return SnapshotData(version, names, x, y, multi, w, table.column("id").to_pylist(), manifest)
+
+
+def selection_probabilities(table) -> np.ndarray:
+    """Per row, the probability it was selected for labelling (active learning: the
+    payload's ``selection_probability``), 1 for rows that were sampled, not selected: a
+    selected row's weight is its Horvitz-Thompson weight divided by it.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"payload": ['{"selection_probability": 0.25}', "null", None]})
+    >>> selection_probabilities(t).tolist()
+    [0.25, 1.0, 1.0]
+    """
+    import pyarrow.compute as pc
+
+    q = np.ones(table.num_rows)
+    if "payload" not in table.column_names or table.num_rows == 0:
+        return q
+    pay = table.column("payload")
+    hit = pc.fill_null(pc.match_substring(pay, '"selection_probability"'), False)
+    for r in np.flatnonzero(hit.to_numpy(zero_copy_only=False)).tolist():
+        try:
+            v = json.loads(pay[r].as_py()).get("selection_probability")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(v, int | float) and 0 < v <= 1:
+            q[r] = float(v)
+    return q
 
 
 def load_eval_slice(store: Path | str, version: str, label_names: list[str]) -> SnapshotData | None:

@@ -11,6 +11,9 @@ looked at, bodies are bounded in size and must arrive within ``hitl_body_timeout
 * ``POST /feedback`` ``{"prediction_id", "vote": "up"|"down"}`` or
   ``{"prediction_id", "label": "<corrected>"}``.
 * ``POST /annotations`` ``{"item_id", "annotator_id", "label"}``.
+* ``GET /annotate/next?n=10&label=<predicted>`` hands out predictions selected for
+  labelling (active learning, :mod:`streamproc.hitl.active`); they are also on the
+  ``annotate`` topic. The first annotation of such an item becomes a labelled event.
 * ``GET /openapi.json`` describes them.
 
 Every body is validated (a 4xx names the field), bounded in size and rate, and
@@ -31,6 +34,7 @@ published on ``deployments``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -39,6 +43,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from streamproc.hitl.active import Selector, annotated_event, next_query, take
 from streamproc.hitl.agreement import AnnotationBook
 from streamproc.hitl.auth import SERVICE, Credentials
 from streamproc.hitl.joins import annotation_relabel, join_feedback
@@ -71,6 +76,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     annotations = app.topic(s.annotations_topic, partitions=s.hitl_partitions, **raw)
     events = app.topic(s.events_topic, **raw)
     relabel = app.topic(s.relabel_topic, **raw)
+    annotate = app.topic(s.annotate_topic, partitions=s.hitl_partitions, **raw)
+    al_items = app.Table("al-items", partitions=s.hitl_partitions)  # item id -> item
+    queue: collections.deque = collections.deque(maxlen=10_000)  # this worker's items
+    selector = Selector(s.annotation_budget_per_hour, max_labels=s.metrics_max_labels)
     outcomes_topic = app.topic(s.outcomes_topic, partitions=1, **raw)
     deployments = app.topic(s.deployments_topic, partitions=1, **raw)
     scores = app.Table("rollout-scores", partitions=1)  # "<rollout>|<model>" -> ModelScore
@@ -129,6 +138,21 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
             },
         )
         metrics.predictions.inc()
+        capped = selector.capped
+        q = selector.offer(pid, label, out["uncertainty"], time.time())
+        if selector.capped > capped:
+            metrics.annotate_capped.inc()
+        if q is not None:  # selected for labelling, with its selection probability
+            item = {
+                "item_id": pid, "features": req.features, "model": model, "predicted": label,
+                "probability": prob, "uncertainty": out["uncertainty"],
+                "entropy": out["entropy"], "selection_probability": q, "ts": time.time(),
+                "event_id": req.event_id,
+                "reason": f"uncertainty {out['uncertainty']:.3f} (1 - margin) for "
+                          f"{label!r}: drawn with probability {q:.3f}",
+            }  # fmt: skip
+            await durable(annotate, pid, item)
+            metrics.annotate_selected.labels(metrics.bounded(label)).inc()
         answer = {"prediction_id": pid, "label": label, "probability": prob, "model": model}
         if req.explain:
             answer["attributions"] = out["attributions"]
@@ -158,6 +182,26 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     @app.page("/openapi.json")
     async def openapi(web, request):
         return web.json(OPENAPI)
+
+    @app.page("/annotate/next")
+    async def annotate_next(web, request):
+        """The next items selected for labelling (this worker's share), oldest first:
+        ``?n=10&label=<predicted label>``; each item is handed out once."""
+        endpoint = "/annotate/next"
+        try:
+            if not bucket.allow(request.remote or "?"):
+                raise HttpError(429, f"rate limit: {s.hitl_rate_per_s:g} requests/s")
+            if not credentials.configured:
+                raise HttpError(503, "human-in-the-loop endpoints are disabled: set hitl_token")
+            if credentials.identify(request.headers.get("Authorization")) is None:
+                raise HttpError(401, "missing or wrong bearer token")
+            n, label = next_query(request.query)
+        except HttpError as e:
+            metrics.hitl_requests.labels(endpoint, str(e.status)).inc()
+            return web.json({"error": e.message}, status=e.status)
+        items = take(queue, n, label)
+        metrics.hitl_requests.labels(endpoint, "200").inc()
+        return web.json({"items": items, "waiting": len(queue)})
 
     async def resolve(pid: str) -> None:
         """Runs inside the agent handling ``pid``'s event, so table writes go to the right
@@ -200,10 +244,25 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
             pending[fb["prediction_id"]] = fb
             await resolve(fb["prediction_id"])
 
+    @app.agent(annotate)
+    async def on_annotate(stream):
+        async for value in stream:
+            item = orjson.loads(value)
+            al_items[item["item_id"]] = item
+            queue.append(item)
+
     @app.agent(annotations)
     async def on_annotation(stream):
         async for value in stream:
             a = orjson.loads(value)
+            item = al_items.get(a["item_id"])
+            if item is not None and not item.get("labelled"):
+                # a selected item's first annotation: a labelled event, carrying the
+                # probability it was selected with (estimates weight it by 1 / q)
+                ev = annotated_event(item, a)
+                await events.send(key=ev["id"].encode(), value=orjson.dumps(ev))
+                al_items[a["item_id"]] = {**item, "labelled": True}
+                metrics.annotate_labelled.labels(metrics.bounded(a["label"])).inc()
             book.update(a["item_id"], a["annotator_id"], a["label"])
             request = annotation_relabel(book, a["item_id"], s.hitl_agreement_bar, held)
             if request is not None:

@@ -104,7 +104,10 @@ def _top(model, entry, x: np.ndarray) -> dict:
     if not np.isfinite(p).all():  # e.g. overflow inside the model: no answer, not null
         raise HttpError(422, "features: the model gives no finite probabilities for them")
     top = int(p.argmax())
-    return {"label": entry.label_names[top], "probability": float(p[top])}
+    from streamproc.hitl.active import entropy, uncertainty
+
+    return {"label": entry.label_names[top], "probability": float(p[top]),
+            "uncertainty": uncertainty(p), "entropy": entropy(p)}  # fmt: skip
 
 
 def _attributions(model, entry, x: np.ndarray) -> dict[str, float]:

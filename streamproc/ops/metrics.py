@@ -278,6 +278,23 @@ class WorkerMetrics:
             ["decision"],
             registry=r,
         )
+        self.annotate_selected = Counter(
+            "strata_annotate_selected",
+            "Predictions selected for labelling (active learning), by predicted label",
+            ["label"],
+            registry=r,
+        )
+        self.annotate_capped = Counter(
+            "strata_annotate_capped",
+            "Predictions drawn for labelling but over the label's hourly budget",
+            registry=r,
+        )
+        self.annotate_labelled = Counter(
+            "strata_annotate_labelled",
+            "Selected items whose annotation became a labelled event, by label",
+            ["label"],
+            registry=r,
+        )
         self.quality_flagged = Gauge(
             "strata_quality_flagged",
             "Rows of the latest snapshot flagged as near-duplicates or outliers, per label",
