@@ -114,3 +114,35 @@ def deployment(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Deployment]:
     d = Deployment(broker, tmp_path)
     yield d
     d.close()
+
+
+def health(w) -> tuple[int, dict]:
+    """(HTTP status, body) of a worker's /health; (0, {}) when it does not answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(w.url + "/health", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except (urllib.error.URLError, OSError):
+        return 0, {}
+
+
+HITL_TOPICS = ("predictions", "feedback", "annotations", "relabel", "spot_check", "outcomes",
+               "deployments", "annotate")  # fmt: skip
+
+
+def hitl_env(deployment: Deployment, token: str, registry: Path, **extra: str) -> dict[str, str]:
+    """Environment of a worker with the human-in-the-loop endpoints on, its topics made
+    for this deployment (two partitions, one for the single-decider ones)."""
+    n = deployment.events
+    names = {t: f"{n}-{t}" for t in HITL_TOPICS}
+    one = {"relabel", "spot_check", "outcomes", "deployments"}
+    deployment.broker.create_topics({v: 1 if t in one else 2 for t, v in names.items()})
+    env = {f"STRATA_{t.upper()}_TOPIC": v for t, v in names.items()}
+    return {**env, "STRATA_HITL_TOKEN": token, "STRATA_HITL_REGISTRY_DIR": str(registry),
+            "STRATA_HITL_RATE_PER_S": "1000", "STRATA_HITL_BURST": "1000",
+            "STRATA_HITL_PARTITIONS": "2", **extra}  # fmt: skip

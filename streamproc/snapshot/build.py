@@ -211,7 +211,13 @@ def build_snapshot(
             retained[merged.names[i]] = int(c)
     counters, eval_seen = split_counters(counters)
     seen = {n: v for n, v in merged.seen_counts().items() if n != EVAL_LABEL}
+    overflow = merged.policy.overflow_label
     for n, v in eval_seen.items():
+        # a label whose events all went to the evaluation slice has no reservoir; once
+        # the label cap overflowed, it counts where its training events would have gone
+        # (which labels overflow depends on the order labels arrive: the policy's rule)
+        if n not in seen and overflow in seen:
+            n = overflow
         seen[n] = seen.get(n, 0) + v
     manifest = SnapshotManifest(
         version=version,

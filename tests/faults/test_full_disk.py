@@ -4,26 +4,15 @@ space is free resumes by itself and ends with every event counted."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 
 from devtools.produce import produce_synthetic
 from devtools.supervise import processed_all
 from snapshot_format import latest_version, read_manifest
+from tests.conftest import health
 from tests.faults.conftest import fill
 
 pytestmark = pytest.mark.integration
-
-
-def health(w) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(w.url + "/health", timeout=3) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def test_a_full_disk_pauses_reports_and_resumes_without_loss(deployment, small_disk) -> None:

@@ -9,9 +9,6 @@ log."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,18 +16,9 @@ import pytest
 from devtools.broker import EmbeddedBroker, free_port
 from devtools.produce import produce_synthetic
 from devtools.supervise import WorkerProcess, processed_all
+from tests.conftest import health
 
 pytestmark = pytest.mark.integration
-
-
-def health(w) -> tuple[int, list[str]]:
-    try:
-        with urllib.request.urlopen(w.url + "/health", timeout=3) as r:
-            return r.status, json.loads(r.read())["reasons"]
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())["reasons"]
-    except (urllib.error.URLError, OSError):
-        return 0, []
 
 
 def test_a_worker_without_partitions_says_why_and_recovers(tmp_path: Path) -> None:
@@ -46,13 +34,14 @@ def test_a_worker_without_partitions_says_why_and_recovers(tmp_path: Path) -> No
         # the first broker is gone; an empty one on the same address, topics come later
         with EmbeddedBroker(port=port) as second:
             w.wait_until(lambda _st: (h := health(w))[0] == 503
-                         and any("does not exist" in r for r in h[1]), 120,
+                         and any("does not exist" in r for r in h[1].get("reasons", [])), 120,
                          "503 naming the missing topic")  # fmt: skip
             second.create_topics({"events": 2})
             rep = produce_synthetic(second.bootstrap, "events", n=1_000, seed=5, progress=False)
 
             def consumed_or_says_why(st) -> bool:
-                code, reasons = health(w)
+                code, body = health(w)
+                reasons = body.get("reasons", [])
                 unowned = code == 503 and any("no owner in group" in r for r in reasons)
                 return processed_all(rep.next_offsets)([st]) or unowned
 

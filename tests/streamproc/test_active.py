@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from streamproc.hitl.active import Selector, annotated_event, take, uncertainty
-from tests.conftest import read_topic
+from tests.conftest import hitl_env, read_topic
 from tests.streamproc.test_hitl import ANN, TOKEN, _call
 from tests.trainer.conftest import make_snapshot
 from trainer.data import selection_probabilities
@@ -94,21 +94,9 @@ def test_selected_predictions_reach_annotators_and_come_back_as_events(
     reg = tmp_path / "registry"
     train_and_register(tmp_path / "train" / "snapshots", ModelRegistry(reg),
                        TrainConfig(epochs=3, device="cpu"), v, progress=False)  # fmt: skip
-    n = deployment.events
-    topics = {k: f"{n}-{k}" for k in ("pred", "fb", "ann", "relabel", "spot", "out", "dep", "al")}
-    deployment.broker.create_topics({topics["pred"]: 2, topics["fb"]: 2, topics["ann"]: 2,
-                                     topics["al"]: 2, topics["relabel"]: 1, topics["spot"]: 1,
-                                     topics["out"]: 1, topics["dep"]: 1})  # fmt: skip
-    w = deployment.worker(
-        "al", STRATA_HITL_TOKEN=TOKEN,
-        STRATA_HITL_TOKENS=",".join(f"{a}={t}" for a, t in ANN.items()),
-        STRATA_HITL_REGISTRY_DIR=str(reg), STRATA_HITL_RATE_PER_S="1000", STRATA_HITL_BURST="1000",
-        STRATA_HITL_PARTITIONS="2", STRATA_PREDICTIONS_TOPIC=topics["pred"],
-        STRATA_FEEDBACK_TOPIC=topics["fb"], STRATA_ANNOTATIONS_TOPIC=topics["ann"],
-        STRATA_RELABEL_TOPIC=topics["relabel"], STRATA_SPOT_CHECK_TOPIC=topics["spot"],
-        STRATA_OUTCOMES_TOPIC=topics["out"], STRATA_DEPLOYMENTS_TOPIC=topics["dep"],
-        STRATA_ANNOTATE_TOPIC=topics["al"], STRATA_ANNOTATION_BUDGET_PER_HOUR="5000",
-    )  # fmt: skip
+    env = hitl_env(deployment, TOKEN, reg, STRATA_ANNOTATION_BUDGET_PER_HOUR="5000",
+                   STRATA_HITL_TOKENS=",".join(f"{a}={t}" for a, t in ANN.items()))  # fmt: skip
+    w = deployment.worker("al", **env)
     w.wait_ready(90)
     rng = np.random.default_rng(4)
     preds = []
@@ -116,7 +104,7 @@ def test_selected_predictions_reach_annotators_and_come_back_as_events(
         code, p = _call(w, "/predict", {"features": rng.normal(size=4).round(3).tolist()})
         assert code == 200
         preds.append(p)
-    selected = read_topic(deployment.broker.bootstrap, topics["al"], timeout=8)
+    selected = read_topic(deployment.broker.bootstrap, env["STRATA_ANNOTATE_TOPIC"], timeout=8)
     items = [json.loads(m.value()) for m in selected]
     assert items, "a budget of 5,000/hour selects among 60 uncertain predictions"
     assert all(0 < it["selection_probability"] <= 1 and it["reason"] for it in items)

@@ -304,3 +304,37 @@ def test_worker_takes_json_arrow_avro_and_protobuf_side_by_side(deployment, tmp_
         assert len(letters) == 1
         assert b"schema id 99: registry" in dict(letters[0].headers())["reason"]
         assert w.stop() == 0
+
+
+def test_protobuf_schema_with_a_referenced_file_from_the_registry() -> None:
+    """A schema importing another user file: the serializer registers the import as its
+    own subject and a reference; the reader fetches both."""
+    F = descriptor_pb2.FieldDescriptorProto
+    dep = descriptor_pb2.FileDescriptorProto(name="strata_dep.proto", package="dep",
+                                             syntax="proto3")  # fmt: skip
+    dep.message_type.add(name="Source").field.add(name="name", number=1, type=F.TYPE_STRING)
+    main = descriptor_pb2.FileDescriptorProto(name="strata_main.proto", package="mainpkg",
+                                              syntax="proto3")  # fmt: skip
+    main.dependency.append("strata_dep.proto")
+    m = main.message_type.add(name="Event")
+    m.field.add(name="ts", number=1, type=F.TYPE_DOUBLE)
+    m.field.add(name="label", number=2, type=F.TYPE_STRING)
+    m.field.add(name="features", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_REPEATED)
+    m.field.add(name="source", number=4, type=F.TYPE_MESSAGE, type_name=".dep.Source")
+    pool = descriptor_pool.Default()
+    for fdp in (dep, main):
+        try:
+            pool.FindFileByName(fdp.name)
+        except KeyError:
+            pool.Add(fdp)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("mainpkg.Event"))
+    with SchemaRegistry() as reg:
+        ser = ProtobufSerializer(cls, SchemaRegistryClient({"url": reg.url}),
+                                 {"use.deprecated.format": False})  # fmt: skip
+        msg = cls(ts=5.0, label="a", features=[1.0, 2.0, 3.0])
+        msg.source.name = "web"
+        value = ser(msg, CTX)
+        assert len(reg.subjects) == 2  # the import is a subject of its own
+        b = decode([value], Limits(feature_dim=DIM, wire=WireSchemas(reg.url)))
+    assert b.rejects == [] and b.labels == [["a"]]
+    assert json.loads(bytes(b.payloads[0])) == {"source": {"name": "web"}}

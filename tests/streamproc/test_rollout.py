@@ -16,7 +16,7 @@ import pytest
 from stratastream.errors import StratastreamError
 from streamproc.hitl.predictor import Predictor
 from streamproc.hitl.rollout import ModelScore, decide, outcomes, route
-from tests.conftest import read_topic
+from tests.conftest import hitl_env, read_topic
 from tests.streamproc.test_hitl import TOKEN, _call
 from tests.trainer.conftest import make_snapshot
 from trainer.pipeline import train_and_register
@@ -126,22 +126,12 @@ def test_online_rollout_decides_on_scripted_feedback(deployment, tmp_path, case)
         with r.lock():
             r.start_rollout(cand, "canary", 0.5, "test")
     assert r.candidate()["model"] == cand and r.promoted().id == champ
-    n = deployment.events
-    topics = {k: f"{n}-{k}" for k in ("pred", "fb", "ann", "relabel", "spot", "out", "dep")}
-    deployment.broker.create_topics({topics["pred"]: 2, topics["fb"]: 2, topics["ann"]: 2,
-                                     topics["relabel"]: 1, topics["spot"]: 1, topics["out"]: 1,
-                                     topics["dep"]: 1})  # fmt: skip
-    w = deployment.worker(
-        "rollout", STRATA_HITL_TOKEN=TOKEN, STRATA_HITL_REGISTRY_DIR=str(reg),
-        STRATA_HITL_RATE_PER_S="1000", STRATA_HITL_BURST="1000", STRATA_HITL_PARTITIONS="2",
-        STRATA_PREDICTIONS_TOPIC=topics["pred"], STRATA_FEEDBACK_TOPIC=topics["fb"],
-        STRATA_ANNOTATIONS_TOPIC=topics["ann"], STRATA_RELABEL_TOPIC=topics["relabel"],
-        STRATA_SPOT_CHECK_TOPIC=topics["spot"], STRATA_OUTCOMES_TOPIC=topics["out"],
-        STRATA_DEPLOYMENTS_TOPIC=topics["dep"], STRATA_ROLLOUT_MIN_JUDGED="40",
-    )  # fmt: skip
+    env = hitl_env(deployment, TOKEN, reg, STRATA_ROLLOUT_MIN_JUDGED="40")
+    w = deployment.worker("rollout", **env)
     w.wait_ready(90)
     _scripted_feedback(w, 160, seed=1)
-    deployed = read_topic(deployment.broker.bootstrap, topics["dep"], expect=1, timeout=60)
+    dep_topic = env["STRATA_DEPLOYMENTS_TOPIC"]
+    deployed = read_topic(deployment.broker.bootstrap, dep_topic, expect=1, timeout=60)
     assert len(deployed) == 1
     d = json.loads(deployed[0].value())
     assert d["model"] == cand and d["champion"] == champ
