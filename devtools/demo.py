@@ -27,7 +27,7 @@ from rich.table import Table
 from devtools.broker import EmbeddedBroker
 from devtools.produce import ProduceReport, produce_synthetic
 from devtools.supervise import WorkerProcess, processed_all
-from snapshot_format import read_manifest
+from snapshot_format import latest_version, read_manifest
 from stratastream.errors import StratastreamError
 from streamproc.settings import Settings, flag_values
 
@@ -176,7 +176,7 @@ def run_demo(a: argparse.Namespace) -> int:
                 console, broker, s, worker, a, pre, 0, False, a.events, 0, t0,
                 f"[bold]1.[/] {pre:,} events from the stable stream",
             )  # fmt: skip
-            reference = _snapshot(worker, st)
+            reference = _snapshot(worker, st, root / "snapshots")
             worker.wait_until(lambda x: x.get("drift_reference") == reference, 60,
                               "the drift reference")  # fmt: skip
             console.print(f"snapshot {reference}: the drift reference, and the first model's data")
@@ -192,7 +192,7 @@ def run_demo(a: argparse.Namespace) -> int:
                 checks = st["drift_checks"]
                 st = worker.wait_until(lambda x: x["drift_checks"] > checks, 60,
                                        "a drift check over every drifted event")  # fmt: skip
-            final = _snapshot(worker, st)
+            final = _snapshot(worker, st, root / "snapshots")
             st = worker.status() or st
             models = _wait_for_model(root / "registry", final, trainer, 300)
             rep = _merge(reports)
@@ -214,11 +214,22 @@ def run_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def _snapshot(worker: WorkerProcess, st: dict) -> str:
-    n_before = len(st["snapshots"])
+def _snapshot(worker: WorkerProcess, st: dict, store: Path) -> str:
+    """A snapshot of everything processed so far (``st``): asked for, then waited for
+    until the latest version covers those offsets. Versions are content hashes, so when a
+    drift action's snapshot already holds everything, that version is the answer."""
+    want = {p: v["next_offset"] for p, v in st["partitions"].items()}
+
+    def covered(_x) -> bool:
+        v = latest_version(store)
+        if v is None:
+            return False
+        got = read_manifest(store, v).source_offsets
+        return all(got.get(p, 0) >= o for p, o in want.items())
+
     worker.request_snapshot()
-    st = worker.wait_until(lambda x: len(x["snapshots"]) > n_before, 60, "a snapshot")
-    return st["snapshots"][-1]
+    worker.wait_until(covered, 60, "a snapshot of every processed event")
+    return latest_version(store)
 
 
 def _drift_story(bootstrap: str, topic: str, started: float | None) -> dict:
