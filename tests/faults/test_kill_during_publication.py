@@ -23,7 +23,7 @@ from tests.trainer.conftest import make_snapshot
 from trainer.registry import ModelRegistry
 
 pytestmark = pytest.mark.integration
-KILLS = 6
+KILLS = 4
 
 
 def leftovers(d: Path) -> list[str]:
@@ -71,7 +71,7 @@ def test_kill_loops_during_snapshot_publication(deployment, tmp_path) -> None:
     reps = []
     # a paced stream for the whole kill loop: each worker publishes new content
     feed = threading.Thread(target=lambda: reps.append(produce_synthetic(
-        boot, deployment.events, n=150_000, seed=3, progress=False, rate=4_000)))  # fmt: skip
+        boot, deployment.events, n=100_000, seed=3, progress=False, rate=4_000)))  # fmt: skip
     feed.start()
     snaps = tmp_path / "snap-g"
     fast = {"STRATA_SNAPSHOT_EVERY_S": "0.2", "STRATA_CHECKPOINT_EVERY_S": "0.2",
