@@ -209,6 +209,7 @@ def test_real_prometheus_scrapes_a_worker(deployment, tmp_path: Path) -> None:
 def test_health_turns_unhealthy_when_the_worker_stalls(tmp_path: Path) -> None:
     """Freeze the broker mid-stream: checkpoints cannot commit, /health must say so."""
     from tests.conftest import Deployment
+    from tests.conftest import health as _health
 
     with EmbeddedBroker() as broker:
         d = Deployment(broker, tmp_path)
@@ -244,11 +245,3 @@ def test_health_turns_unhealthy_when_the_worker_stalls(tmp_path: Path) -> None:
             assert _health(w)[0] == 200
         finally:
             d.close()
-
-
-def _health(w) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(w.url + "/health", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
