@@ -109,7 +109,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from streamproc.worker.app import create_app, lock_state_dir
-    from streamproc.worker.topics import create_topics, wait_for_broker
+    from streamproc.worker.topics import check_single_partition, create_topics, wait_for_broker
 
     _limit_malloc_arenas()
     s = settings_of(a)
@@ -130,9 +130,14 @@ def cmd_worker(a: argparse.Namespace) -> int:
             s.annotations_topic: s.hitl_partitions,
             s.relabel_topic: 1,
             s.spot_check_topic: 1,
+            s.annotate_topic: s.hitl_partitions,
+            # one partition: one consumer decides rollouts (its table must match it)
+            s.outcomes_topic: 1,
+            s.deployments_topic: 1,
         },
         config=s.kafka_config(),
     )
+    check_single_partition(bootstrap, s.outcomes_topic, "outcomes_topic", s.kafka_config())
     app = create_app(s, bootstrap, web_port=a.web_port)
     Worker(app, loglevel=a.loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -44,3 +44,19 @@ def create_topics(
             return
         time.sleep(0.05)
     raise BrokerError(f"topics {sorted(topics)} did not appear in metadata within {timeout}s")
+
+
+def check_single_partition(bootstrap: str, topic: str, setting: str, config: dict | None = None,
+                           timeout: float = 30.0) -> None:  # fmt: skip
+    """Fail fast when ``topic`` (named by ``setting``) exists with more than one
+    partition: its single consumer and the table keyed on it need exactly one."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**(config or {}), "bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    n = len(md.partitions) if md is not None and md.error is None else 0
+    if n > 1:
+        raise BrokerError(
+            f"{setting}: topic {topic!r} has {n} partitions; it needs exactly 1 (one "
+            "consumer decides rollouts): delete it or name another topic"
+        )
