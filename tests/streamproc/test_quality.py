@@ -104,7 +104,9 @@ def test_worker_snapshot_flags_counts_and_excludes(deployment, tmp_path, exclude
         assert t.num_rows == total
         assert sum(t.column("dq_outlier").to_pylist()) == 10
         assert sum(t.column("dq_duplicate").to_pylist()) == dup_n
-    with urllib.request.urlopen(w.url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    assert 'strata_quality_flagged{kind="outliers"' in text
+    def exported(_st) -> bool:  # set by the publisher just after the version is written
+        with urllib.request.urlopen(w.url + "/metrics", timeout=5) as r:
+            return 'strata_quality_flagged{kind="outliers"' in r.read().decode()
+
+    w.wait_until(exported, 30, "the quality metric of the snapshot")
     assert w.stop() == 0
