@@ -38,6 +38,7 @@ from .layout import (
     manifest_path,
     remove_version,
     write_latest,
+    writer_tag,
 )
 from .manifest import SnapshotManifest
 from .read import (
@@ -78,4 +79,5 @@ __all__ = [
     "read_table",
     "remove_version",
     "write_latest",
+    "writer_tag",
 ]

@@ -37,7 +37,7 @@ from snapshot_format import (
 from stratastream.errors import StateError
 from streamproc.snapshot.columnar import record_arrays
 from streamproc.snapshot.quality import QualityConfig, near_duplicates, outliers, source_codes
-from streamproc.snapshot.shards import Shard, read_shards
+from streamproc.snapshot.shards import Shard, ShardStore
 from streamproc.state.processor import split_counters
 from streamproc.state.records import RecordColumns
 
@@ -107,7 +107,7 @@ def _gather(shards: list[Shard], shard_names: list[list], merged: LabelReservoir
 
 
 def build_snapshot(
-    shards_dir: Path,
+    shards_dir: Path | ShardStore,
     store: Path,
     retention: int = 10,
     partitions: int | None = None,
@@ -124,7 +124,8 @@ def build_snapshot(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    shards = read_shards(shards_dir)
+    source = shards_dir if isinstance(shards_dir, ShardStore) else ShardStore(shards_dir)
+    shards = source.read_all()
     if not shards:
         return None
     if partitions is not None and {s.partition for s in shards} != set(range(partitions)):

@@ -55,7 +55,8 @@ def publish(url: str, local_store: Path, version: str, retention: int) -> None:
             if name == EVAL_FILE and not path.exists():
                 continue  # no evaluation slice (eval_fraction 0)
             fs.pipe_file(f"{root}/{version}/{name}", path.read_bytes())
-        fs.pipe_file(f"{root}/{LATEST_FILE}", version.encode())
+        if _newer_than_latest(fs, root, local_store, version):
+            fs.pipe_file(f"{root}/{LATEST_FILE}", version.encode())
         manifests = []
         for p in fs.glob(f"{root}/*/{MANIFEST_FILE}"):
             try:
@@ -69,3 +70,27 @@ def publish(url: str, local_store: Path, version: str, retention: int) -> None:
                 fs.rm(f"{root}/{old}", recursive=True)
     except OSError as e:
         raise RemoteStoreError(f"snapshot_url {url!r}: publishing {version} failed: {e}") from e
+
+
+def _newer_than_latest(fs, root: str, local_store: Path, version: str) -> bool:
+    """Whether ``LATEST`` should move to ``version``: not when the version it names
+    already covers as much of every partition, and more of one (workers on several hosts
+    publish to one store, and the slower of two must not move ``LATEST`` back)."""
+    try:
+        current = fs.cat_file(f"{root}/{LATEST_FILE}").decode().strip()
+        check_version(current)
+        theirs = SnapshotManifest.from_json(
+            fs.cat_file(f"{root}/{current}/{MANIFEST_FILE}"), current
+        ).source_offsets
+    except (OSError, UnicodeDecodeError, SnapshotFormatError):
+        return True  # no LATEST, or an unreadable one: this version replaces it
+    if current == version:
+        return False
+    ours = SnapshotManifest.from_json(
+        (local_store / version / MANIFEST_FILE).read_bytes(), version
+    ).source_offsets
+    ahead = [int(theirs.get(p, -1)) - int(o) for p, o in ours.items()]
+    covered = all(d >= 0 for d in ahead) and any(d > 0 for d in ahead)  # equal: newest wins
+    if covered:
+        log.info("remote LATEST stays at %s: it covers %s already", current, version)
+    return not covered

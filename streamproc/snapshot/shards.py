@@ -21,8 +21,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from snapshot_format import SHARDS_DIR, atomic_write
-from stratastream.errors import StateError
+from snapshot_format import SHARDS_DIR, atomic_write, writer_tag
+from stratastream.errors import ConfigError, StateError
 from streamproc.state.records import RecordColumns
 from streamproc.state.store import RecordChanges
 
@@ -83,7 +83,11 @@ def shard_dir(store: Path) -> Path:
 
 
 def shard_path(shards: Path, partition: int) -> Path:
-    return shards / f"p{partition:05d}.shard"
+    return shards / shard_name(partition)
+
+
+def shard_name(partition: int) -> str:
+    return f"p{partition:05d}.shard"
 
 
 def write_shard(shards: Path, shard: Shard) -> Path:
@@ -102,6 +106,148 @@ def read_shard(shards: Path, partition: int) -> Shard | None:
 
 def read_shards(shards: Path) -> list[Shard]:
     return [decode_shard(p.read_bytes(), str(p)) for p in sorted(shards.glob("p*.shard"))]
+
+
+class ShardStoreError(StateError):
+    """A remote shard store could not be read or written (the network, the server, the
+    credentials); the local state is not in question."""
+
+
+class ShardStore:
+    """Where the partitions' shards live, shared by every worker of a group.
+
+    A local directory (``<snapshot_dir>/shards``) serves workers on one host. Workers on
+    several hosts share nothing but the broker and a remote store, so with ``snapshot_url``
+    the shards live at ``<snapshot_url>/shards`` through fsspec (``s3://``, ``gs://``,
+    ``abfs://``, ``file://`` ...): a partition that moves to another host is restored from
+    there. An object store writes an object whole or not at all; other fsspec file systems
+    write a temporary name and move it into place.
+
+    >>> import tempfile
+    >>> from streamproc.state.records import RecordColumns
+    >>> d = Path(tempfile.mkdtemp())
+    >>> s = Shard.of(3, 7, {}, b"R", np.array([1]), np.array([9], np.uint64),
+    ...              RecordColumns.empty())
+    >>> for store in (ShardStore(d / "shards"), ShardStore(f"file://{d}/remote")):
+    ...     store.write(s)
+    ...     print(store.read(3).next_offset, store.read(4), len(store.read_all()))
+    7 None 1
+    7 None 1
+    """
+
+    _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "memory"})
+
+    def __init__(self, where: Path | str) -> None:
+        self.url = where if isinstance(where, str) and "://" in where else None
+        self.path = None if self.url is not None else Path(where)
+        self._fs = self._root = None
+
+    @classmethod
+    def for_snapshots(cls, snapshot_dir: Path, snapshot_url: str = "") -> ShardStore:
+        """The shard store of a snapshot store: the remote one when there is one."""
+        if snapshot_url:
+            return cls(f"{snapshot_url.rstrip('/')}/{SHARDS_DIR}")
+        return cls(shard_dir(snapshot_dir))
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
+
+    def __str__(self) -> str:
+        return self.url if self.url is not None else str(self.path)
+
+    def _remote(self):
+        if self._fs is None:
+            import fsspec
+
+            try:
+                self._fs, root = fsspec.core.url_to_fs(self.url)
+            except (ValueError, ImportError) as e:
+                raise ConfigError(f"snapshot_url: cannot use {self.url!r} ({e})") from e
+            self._root = root.rstrip("/")
+        return self._fs, self._root
+
+    def _call(self, what: str, fn):
+        try:
+            return fn()
+        except (StateError, ConfigError):
+            raise
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001 - fsspec backends raise their own types
+            raise ShardStoreError(f"shard store {self}: {what} failed: {e!r}") from e
+
+    def write(self, shard: Shard) -> None:
+        data = encode_shard(shard)
+        if self.path is not None:
+            write_shard(self.path, shard)
+            return
+        fs, root = self._remote()
+        name = f"{root}/{shard_name(shard.partition)}"
+
+        def put() -> None:
+            if fs.protocol and set(_protocols(fs)) & self._OBJECT_STORES:
+                fs.pipe_file(name, data)  # an object appears whole or not at all
+                return
+            fs.makedirs(root, exist_ok=True)
+            tmp = f"{root}/.{shard_name(shard.partition)}.{writer_tag()}.tmp"
+            fs.pipe_file(tmp, data)
+            fs.mv(tmp, name)
+
+        self._call(f"writing {name}", put)
+
+    def read(self, partition: int) -> Shard | None:
+        if self.path is not None:
+            return read_shard(self.path, partition)
+        fs, root = self._remote()
+        name = f"{root}/{shard_name(partition)}"
+        try:
+            data = self._call(f"reading {name}", lambda: fs.cat_file(name))
+        except FileNotFoundError:
+            return None
+        return decode_shard(data, f"{self.url}/{shard_name(partition)}")
+
+    def read_all(self) -> list[Shard]:
+        if self.path is not None:
+            return read_shards(self.path) if self.path.is_dir() else []
+        fs, root = self._remote()
+        try:
+            names = self._call(f"listing {root}", lambda: sorted(fs.glob(f"{root}/p*.shard")))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            try:
+                data = self._call(f"reading {name}", lambda n=name: fs.cat_file(n))
+            except FileNotFoundError:  # removed since the listing (quarantined)
+                continue
+            out.append(decode_shard(data, name))
+        return out
+
+    def move_aside(self, partition: int, dest: Path) -> bool:
+        """Move a partition's shard into ``dest`` (a local quarantine directory)."""
+        if self.path is not None:
+            src = shard_path(self.path, partition)
+            if not src.exists():
+                return False
+            dest.mkdir(parents=True, exist_ok=True)
+            src.rename(dest / src.name)
+            return True
+        fs, root = self._remote()
+        name = f"{root}/{shard_name(partition)}"
+        try:
+            data = self._call(f"reading {name}", lambda: fs.cat_file(name))
+        except FileNotFoundError:
+            return False
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / shard_name(partition)).write_bytes(data)
+        self._call(f"removing {name}", lambda: fs.rm_file(name))
+        return True
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
 
 
 def export_shard(partition: int, next_offset: int, counters: dict, reservoirs, store) -> Shard:

@@ -31,7 +31,7 @@ from streamproc.decode.messages import by_partition
 from streamproc.ops.health import ProgressTracker
 from streamproc.ops.metrics import WorkerMetrics
 from streamproc.settings import Settings
-from streamproc.snapshot.shards import shard_dir
+from streamproc.snapshot.shards import ShardStore
 from streamproc.state.processor import PartitionProcessor, split_counters
 from streamproc.worker.assembly import limits, sampler_config, scrubber
 from streamproc.worker.checkpointer import Checkpointer
@@ -131,7 +131,7 @@ class IngestLoop:
         self.partitions = PartitionSet(
             topic,
             settings.state_dir,
-            settings.snapshot_dir,
+            ShardStore.for_snapshots(settings.snapshot_dir, settings.snapshot_url),
             lambda p, store: PartitionProcessor(topic, p, store, sampler, lim, scrub),
             settings.state_sync,
             on_quarantine=lambda p, where, why: self.metrics.state_quarantined.labels(str(p)).inc(),
@@ -351,10 +351,11 @@ class IngestLoop:
 
     def _snapshot_safely(self) -> None:
         """Start a snapshot beside ingestion: the ingest thread checkpoints and exports
-        the shards (what needs the partitions' state), a background thread merges and
-        publishes (what reads only files). One at a time: a tick while the previous
-        build runs is skipped. A snapshot that fails (a damaged store, a defect) is
-        logged and counted; it never stops ingestion, and the next one tries again."""
+        the shards (what needs the partitions' state), a background thread writes them to
+        the shard store, merges and publishes (what touches no partition state). One at a
+        time: a tick while the previous build runs is skipped. A snapshot that fails (a
+        damaged store, an unreachable remote store, a defect) is logged and counted; it
+        never stops ingestion, and the next one tries again."""
         if self._build is not None and self._build.is_alive():
             self.metrics.snapshots_skipped.inc()
             return
@@ -364,7 +365,7 @@ class IngestLoop:
             if not self.checkpointer.all(procs):
                 log.error("snapshot skipped: the owned partitions could not be checkpointed")
                 return
-            self.publisher.export(procs)
+            shards = self.publisher.export(procs)
         except Exception:  # noqa: BLE001 - the loop must go on
             self.metrics.snapshot_failures.inc()
             log.exception("snapshot failed; ingestion continues, the next snapshot retries")
@@ -377,7 +378,7 @@ class IngestLoop:
         def build() -> None:
             b = time.perf_counter()
             try:
-                self.publisher.build(held, report)
+                self.publisher.build(held, report, shards)
             except Exception:  # noqa: BLE001 - logged and counted; the next one retries
                 self.metrics.snapshot_failures.inc()
                 log.exception("snapshot build failed; ingestion continues, the next retries")
@@ -414,7 +415,9 @@ class IngestLoop:
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         s = self.settings
-        for d in (s.snapshot_dir, shard_dir(s.snapshot_dir)):  # what killed writers left
+        local_shards = self.partitions.shards.path  # None when the shards are remote
+        for d in (s.snapshot_dir, *([local_shards] if local_shards else [])):  # what
+            # killed writers left
             if d.is_dir() and (n := clean_leftovers(d)):
                 log.info("removed %d leftover temporary file(s) from %s", n, d)
         if self.warm:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stratastream.errors import ConfigError, StateError
-from streamproc.snapshot.shards import read_shard, shard_changes, shard_dir, shard_path
+from streamproc.snapshot.shards import ShardStore, ShardStoreError, shard_changes
 from streamproc.state.dirlock import is_lock_error
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import Checkpoint, RocksPartitionStore
@@ -38,13 +38,13 @@ class PartitionSet:
         self,
         topic: str,
         state_dir: Path,
-        snapshot_store: Path,
+        shards: ShardStore,
         open_processor: Callable[[int, RocksPartitionStore], PartitionProcessor],
         sync: bool = False,
         on_quarantine: Callable[[int, Path, str], None] | None = None,
     ) -> None:
         self.topic = topic
-        self.state_dir, self.snapshot_store = state_dir, snapshot_store
+        self.state_dir, self.shards = state_dir, shards
         self.open_processor = open_processor
         self.sync = sync
         self.on_quarantine = on_quarantine  # (partition, where it went, why): metrics
@@ -89,10 +89,7 @@ class PartitionSet:
         """Move a released partition's state and its shard aside (the log they were built
         on is gone); the next :meth:`open` starts it empty."""
         dest, _ = self._quarantine(p, RuntimeError(reason))
-        shard = shard_path(shard_dir(self.snapshot_store), p)
-        if shard.exists():
-            dest.mkdir(parents=True, exist_ok=True)
-            shard.rename(dest / shard.name)
+        self.shards.move_aside(p, dest)
         return dest
 
     def _quarantine(self, p: int, error: BaseException) -> tuple[Path, str]:
@@ -116,7 +113,11 @@ class PartitionSet:
         except BaseException:
             store.close()
             raise
-        shard = read_shard(shard_dir(self.snapshot_store), p)
+        try:
+            shard = self.shards.read(p)
+        except ShardStoreError as e:  # the local state is exact at its own offset: use it
+            log.warning("partition %d: %s; resuming from the local state", p, e)
+            shard = None
         if shard is not None and shard.next_offset > (ckpt.next_offset if ckpt else 0):
             log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
             store.close()

@@ -14,7 +14,7 @@ import orjson
 from snapshot_format import SnapshotManifest, data_path, read_table
 from streamproc.settings import SnapshotSection
 from streamproc.snapshot.build import build_snapshot, spot_check_rows
-from streamproc.snapshot.shards import export_shard, shard_dir, write_shard
+from streamproc.snapshot.shards import Shard, ShardStore, export_shard
 from streamproc.worker.assembly import quality_config
 
 log = logging.getLogger(__name__)
@@ -43,29 +43,33 @@ class SnapshotPublisher:
         self.spot_check = spot_check
         self.on_published = on_published
         self.stats = PublishStats()
+        self.shards = ShardStore.for_snapshots(section.store, section.url)
 
-    def export(self, procs: list) -> None:
-        """Write the shards of ``procs`` (checkpointed before) into the shared store."""
-        shards = shard_dir(self.section.store)
-        for p in procs:
-            write_shard(
-                shards, export_shard(p.partition, p.next_offset, p.counters, p.reservoirs, p.store)
-            )
-        self.stats.shards += len(procs)
+    def export(self, procs: list) -> list[Shard]:
+        """The shards of ``procs`` (checkpointed before): what needs the partitions'
+        state, taken on the thread that owns it. :meth:`build` writes them."""
+        return [export_shard(p.partition, p.next_offset, p.counters, p.reservoirs, p.store)
+                for p in procs]  # fmt: skip
 
     def publish(self, procs: list, held_ids: frozenset[str] = frozenset()) -> str | None:
         """Export, build, publish; the new version, or None when nothing changed."""
-        self.export(procs)
-        return self.build(held_ids)
+        return self.build(held_ids, shards=self.export(procs))
 
     def build(
-        self, held_ids: frozenset[str] = frozenset(), drift_report: str | None = None
+        self,
+        held_ids: frozenset[str] = frozenset(),
+        drift_report: str | None = None,
+        shards: list[Shard] = (),
     ) -> str | None:
-        """Merge the shards in the store into a new version, publish and announce it.
-        Reads only files (the shards), so it may run beside ingestion, in another thread."""
+        """Write ``shards`` into the shard store, merge every partition's shard into a new
+        version, publish and announce it. Touches no partition state, so it may run beside
+        ingestion, in another thread."""
         s = self.section
+        for shard in shards:
+            self.shards.write(shard)
+        self.stats.shards += len(shards)
         manifest = build_snapshot(
-            shard_dir(s.store), s.store, s.retention, s.partitions, held_ids, s.feature_names,
+            self.shards, s.store, s.retention, s.partitions, held_ids, s.feature_names,
             drift_report, quality_config(s),
         )  # fmt: skip
         if manifest is None:

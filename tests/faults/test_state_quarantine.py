@@ -12,7 +12,7 @@ import pytest
 from sampler import QuotaPolicy
 from stratastream.errors import ConfigError
 from streamproc.decode.events import Limits
-from streamproc.snapshot.shards import export_shard, shard_dir, write_shard
+from streamproc.snapshot.shards import ShardStore, export_shard, shard_dir, write_shard
 from streamproc.state.processor import PartitionProcessor, SamplerConfig
 from streamproc.state.store import RocksPartitionStore
 from streamproc.worker.partitions import PartitionSet
@@ -84,7 +84,7 @@ def test_damaged_store_is_quarantined_and_rebuilt_identically(
     ref_bytes, ref_counters = _reference(tmp_path)
     events = []
     parts = PartitionSet(
-        "events", tmp_path / "state", tmp_path / "snaps",
+        "events", tmp_path / "state", ShardStore.for_snapshots(tmp_path / "snaps"),
         lambda p, store: PartitionProcessor("events", p, store, CFG, LIM),
         on_quarantine=lambda p, where, why: events.append((p, where, why)),
     )  # fmt: skip
@@ -117,7 +117,7 @@ def test_damaged_store_is_quarantined_and_rebuilt_identically(
 
 def test_a_changed_sampler_configuration_is_not_quarantined(tmp_path: Path) -> None:
     parts = PartitionSet(
-        "events", tmp_path / "state", tmp_path / "snaps",
+        "events", tmp_path / "state", ShardStore.for_snapshots(tmp_path / "snaps"),
         lambda p, store: PartitionProcessor("events", p, store, CFG, LIM),
     )  # fmt: skip
     proc = parts.open(0)

@@ -104,6 +104,7 @@ def test_worker_snapshot_flags_counts_and_excludes(deployment, tmp_path, exclude
         assert t.num_rows == total
         assert sum(t.column("dq_outlier").to_pylist()) == 10
         assert sum(t.column("dq_duplicate").to_pylist()) == dup_n
+
     def exported(_st) -> bool:  # set by the publisher just after the version is written
         with urllib.request.urlopen(w.url + "/metrics", timeout=5) as r:
             return 'strata_quality_flagged{kind="outliers"' in r.read().decode()
