@@ -44,15 +44,15 @@ system-deps: ## Install Debian tools the tests use as independent clients (kcat,
 run: install ## Run the embedded demo (broker, worker, producer, trainer) with a summary
 	$(BIN)/python -m devtools demo
 
-test: install system-deps ## Install, then run the whole test suite (pytest exit 5 = no tests = failure)
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: install system-deps ## Install, then run the whole test suite but the long fault runs (pytest exit 5 = no tests = failure)
+	$(BIN)/python -m pytest -m "not long_fault" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install ## Ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test-faults: install system-deps ## Only the fault-injection tests (tests/faults/): kill -9 loops, full disk, corrupt state, log rewinds
+test-faults: install system-deps ## All fault-injection tests (tests/faults/), the long ones too: kill -9 loops, scale-out, full disk, corrupt state, log rewinds
 	$(BIN)/python -m pytest tests/faults
 
 bench: install ## Run the benchmarks; results go to .run/bench/ (the tree stays clean)

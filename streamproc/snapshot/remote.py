@@ -58,6 +58,7 @@ def publish(url: str, local_store: Path, version: str, retention: int) -> None:
         if _newer_than_latest(fs, root, local_store, version):
             fs.pipe_file(f"{root}/{LATEST_FILE}", version.encode())
         manifests = []
+        fs.invalidate_cache(root)  # other workers publish here too
         for p in fs.glob(f"{root}/*/{MANIFEST_FILE}"):
             try:
                 m = SnapshotManifest.from_json(fs.cat_file(p), p)

@@ -211,6 +211,7 @@ class ShardStore:
         if self.path is not None:
             return read_shards(self.path) if self.path.is_dir() else []
         fs, root = self._remote()
+        fs.invalidate_cache(root)  # other hosts wrote since: no cached listing
         try:
             names = self._call(f"listing {root}", lambda: sorted(fs.glob(f"{root}/p*.shard")))
         except FileNotFoundError:

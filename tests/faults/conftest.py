@@ -46,3 +46,35 @@ def fill(disk: Path) -> Path:
             pass
     assert os.statvfs(disk).f_bavail == 0
     return ballast
+
+
+@pytest.fixture
+def s3_server() -> Iterator[dict[str, str]]:
+    """An S3-compatible server (moto's server mode) over HTTP on loopback, with one
+    bucket; yields the environment that points boto/s3fs at it, plus ``url``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from devtools.broker import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "strata-test",
+        "AWS_SECRET_ACCESS_KEY": "strata-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+    }
+    bucket = f"strata-{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    ).create_bucket(Bucket=bucket)
+    try:
+        yield {**env, "url": f"s3://{bucket}/snapshots"}
+    finally:
+        server.stop()
