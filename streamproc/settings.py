@@ -236,7 +236,7 @@ class Settings:
     state_sync: bool = False
     snapshot_every_s: float = 10.0
     snapshot_retention: int = 10
-    snapshot_url: str = ""  # also publish to this fsspec URL (s3://bucket/prefix, ...)
+    snapshot_url: str = ""  # publish to this fsspec URL too; shards live there
     feature_dim: int = 4
     # names of the features, in order (default f0..f<dim-1>): carried into the snapshot
     # manifest, drift messages and metrics, the trainer and the registry
