@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import (
+    bench_checkpoint,
     bench_drift,
     bench_drift_detection,
     bench_e2e,
@@ -22,6 +23,7 @@ def main() -> None:
     bench_drift_detection.main()
     bench_formats.main()
     bench_snapshot.main()
+    bench_checkpoint.main()
     bench_trainer.main()
     bench_quality.main()
     bench_e2e.main()

@@ -35,6 +35,10 @@ MAGIC = b"STRATA-LRES\0\0\0\0\0"
 VERSION = 2
 READABLE = (1, 2)
 _HEAD = struct.Struct("<16sHI")
+# one retained item as a row (what :func:`split` and :func:`join` exchange)
+ITEM_DTYPE = np.dtype(
+    [("label", "<i4"), ("key", "<u8"), ("prio", "<f8"), ("base", "<f8"), ("ts", "<f8")]
+)
 
 
 def dump(r: LabelReservoirs) -> bytes:
@@ -48,24 +52,78 @@ def dump(r: LabelReservoirs) -> bytes:
         "boosted": sorted(r.boosted),
     }
     mb = json.dumps(meta, sort_keys=True).encode()
-    lab, key, prio, base, ts = r._raw_items()
-    order = np.lexsort((key, prio, lab))
-    parts = [
-        _HEAD.pack(MAGIC, VERSION, len(mb)),
-        mb,
-        r._fill.astype("<i8").tobytes(),
-        r._tau.astype("<f8").tobytes(),
-        r._seen.astype("<i8").tobytes(),
-        r._seen_w.astype("<f8").tobytes(),
-        struct.pack("<Q", order.shape[0]),
-        lab[order].astype("<i4").tobytes(),
-        key[order].astype("<u8").tobytes(),
-        prio[order].astype("<f8").tobytes(),
-        base[order].astype("<f8").tobytes(),
-        ts[order].astype("<f8").tobytes(),
-    ]
-    body = b"".join(parts)
+    head = b"".join(
+        [
+            _HEAD.pack(MAGIC, VERSION, len(mb)),
+            mb,
+            r._fill.astype("<i8").tobytes(),
+            r._tau.astype("<f8").tobytes(),
+            r._seen.astype("<i8").tobytes(),
+            r._seen_w.astype("<f8").tobytes(),
+        ]
+    )
+    return _join_columns(head, *r._raw_items())
+
+
+def _join_columns(head: bytes, lab, key, prio, base, ts) -> bytes:
+    order = np.lexsort((key, prio, lab))  # canonical: equal states give equal bytes
+    body = b"".join(
+        [
+            head,
+            struct.pack("<Q", order.shape[0]),
+            lab[order].astype("<i4").tobytes(),
+            key[order].astype("<u8").tobytes(),
+            prio[order].astype("<f8").tobytes(),
+            base[order].astype("<f8").tobytes(),
+            ts[order].astype("<f8").tobytes(),
+        ]
+    )
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def split(data: bytes) -> tuple[bytes, np.ndarray]:
+    """A state's *head* (version, settings, label names and per-label counters) and its
+    retained items as rows of :data:`ITEM_DTYPE`: what a checkpoint written as a delta
+    needs (the head is small; the items change a little between checkpoints).
+    :func:`join` puts them together again, byte for byte.
+
+    >>> from sampler import LabelReservoirs, QuotaPolicy
+    >>> r = LabelReservoirs(QuotaPolicy(min_capacity=2, max_capacity=2, global_cap=50,
+    ...                                 max_labels=4))
+    >>> _ = r.update(r.encode(["a", "b", "a"]), np.zeros(3), np.arange(3, dtype=np.uint64))
+    >>> head, items = split(r.to_bytes())
+    >>> len(items), join(head, items[::-1]) == r.to_bytes()
+    (3, True)
+    """
+    data = bytes(data)
+    if len(data) < _HEAD.size + 4 or data[:16] != MAGIC:
+        raise StateError("LabelReservoirs state: bad magic")
+    _, version, mlen = _HEAD.unpack_from(data, 0)
+    (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+    if version != VERSION or zlib.crc32(data[:-4]) != crc:
+        raise StateError("LabelReservoirs state: checksum mismatch or an older version")
+    try:
+        L = len(json.loads(data[_HEAD.size : _HEAD.size + mlen])["names"])
+        pos = _HEAD.size + mlen + 32 * L
+        (n,) = struct.unpack_from("<Q", data, pos)
+    except (KeyError, TypeError, ValueError, struct.error) as e:
+        raise StateError(f"LabelReservoirs state: malformed ({e})") from None
+    if pos + 8 + ITEM_DTYPE.itemsize * n != len(data) - 4:
+        raise StateError("LabelReservoirs state: item count does not match its size")
+    items = np.empty(n, ITEM_DTYPE)
+    at = pos + 8
+    for name in ITEM_DTYPE.names:
+        dt = ITEM_DTYPE.fields[name][0]
+        items[name] = np.frombuffer(data, dt, n, at)
+        at += dt.itemsize * n
+    return data[:pos], items
+
+
+def join(head: bytes, items: np.ndarray) -> bytes:
+    """The state :func:`split` took apart (``items`` in any order)."""
+    return _join_columns(
+        head, items["label"], items["key"], items["prio"], items["base"], items["ts"]
+    )
 
 
 def load(data: bytes, cls: type[LabelReservoirs]) -> LabelReservoirs:

@@ -136,6 +136,42 @@ class RecordTable:
         self.blocks, self.index = blk[order], idx[order]
         return plan
 
+    ROW = np.dtype([("label", "<i8"), ("key", "<u8"), ("block", "<i8"), ("index", "<i8")])
+
+    def rows(self) -> np.ndarray:
+        """The table's entries as rows of :attr:`ROW` (for checkpoints written as deltas)."""
+        out = np.empty(len(self), self.ROW)
+        out["label"], out["key"] = self.labels, self.keys
+        out["block"], out["index"] = self.blocks, self.index
+        return out
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, block_sizes: dict[int, int], next_block: int):
+        """The table holding ``rows`` (in any order)."""
+        order = np.lexsort((rows["label"], rows["key"]))
+        r = rows[order]
+        return cls(
+            r["label"].astype(np.int64), r["key"].astype(np.uint64),
+            r["block"].astype(np.int64), r["index"].astype(np.int64),
+            dict(block_sizes), int(next_block),
+        )  # fmt: skip
+
+    def blocks_bytes(self) -> bytes:
+        """The block sizes and the next block id (the small part of the table)."""
+        ids = np.array(sorted(self.block_sizes), dtype="<u8")
+        sizes = np.array([self.block_sizes[b] for b in ids.tolist()], dtype="<u4")
+        return struct.pack("<QQ", ids.shape[0], self.next_block) + ids.tobytes() + sizes.tobytes()
+
+    @staticmethod
+    def parse_blocks(data: bytes) -> tuple[dict[int, int], int]:
+        try:
+            m, nxt = struct.unpack_from("<QQ", data)
+            ids = np.frombuffer(data, dtype="<u8", count=m, offset=16)
+            sizes = np.frombuffer(data, dtype="<u4", count=m, offset=16 + 8 * m)
+        except (struct.error, ValueError) as e:
+            raise StateError(f"record locator table is corrupt: {e}") from e
+        return dict(zip(ids.tolist(), sizes.tolist(), strict=True)), int(nxt)
+
     def to_bytes(self) -> bytes:
         n, m = len(self), len(self.block_sizes)
         ids = np.array(sorted(self.block_sizes), dtype="<u8")

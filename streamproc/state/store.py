@@ -6,19 +6,33 @@ reflect and the partition's counters. :meth:`PartitionStore.write_checkpoint` ap
 record changes and the checkpoint in one atomic RocksDB write batch (WAL written,
 fsynced when ``state_sync`` is on), so state and offsets can never disagree. Nothing is
 written per event.
+
+Checkpoints are written as **deltas**: the reservoirs' retained items and the record
+locator table (the parts that grow with the retained rows) are written whole once, as a
+*base*, and after that each checkpoint writes only the items and locator entries that
+changed (:mod:`.deltas`), plus the small parts whole. When the deltas written since the
+base add up to the base's size, the next checkpoint writes a new base and deletes them
+in the same batch, so a checkpoint costs about twice its changes and a load reads at
+most twice the base. A loaded state is checked against the checksum of the state each
+delta was made from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import numpy as np
 import orjson
 
+from sampler.serialization import ITEM_DTYPE, join, split
 from stratastream.errors import StateError
+from streamproc.state.deltas import diff, identity_dtype, patch
 from streamproc.state.recordblocks import RecordTable
 from streamproc.state.records import RecordColumns, block_records
 
@@ -29,7 +43,22 @@ KEY_NEXT_OFFSET = b"m:next_offset"  # i64 big endian: first source offset not re
 KEY_COUNTERS = b"m:counters"  # JSON object of the partition's counters
 KEY_RECORD_TABLE = b"m:record-table"  # locator: (label id, key) -> (block, row)
 BLOCK_PREFIX = b"b:"
-STORE_FORMAT = b"1"
+DELTA_PREFIX = b"d:"  # + u64 big endian sequence: a CheckpointDelta since the base
+STORE_FORMAT = b"2"  # 2: checkpoints as base + deltas
+READABLE_FORMATS = (b"1", b"2")  # 1: every checkpoint whole (read; rewritten as 2)
+MAX_DELTAS = 1_000
+
+
+class CheckpointDelta(msgspec.Struct, array_like=True):
+    """What one checkpoint changed since the previous one (module docstring)."""
+
+    res_head: bytes  # the reservoirs' small part, whole (sampler.serialization.split)
+    res_crc: int  # crc32 of the whole serialized reservoirs this delta gives
+    res_upserts: bytes  # ITEM_DTYPE rows
+    res_removed: bytes  # (label, key) rows
+    blocks: bytes  # RecordTable.blocks_bytes
+    table_upserts: bytes  # RecordTable.ROW rows
+    table_removed: bytes  # (label, key) rows
 
 
 @dataclass
@@ -93,6 +122,7 @@ class RocksPartitionStore:
         opts.set_max_total_wal_size(64 << 20)
         self._opts, self._db = opts, None
         self.path = path
+        self.last_write_bytes = 0
         self._open()
         self._wopts = WriteOptions()
         # The WAL is always written (a killed process loses nothing); ``sync`` also fsyncs
@@ -101,12 +131,12 @@ class RocksPartitionStore:
         # checkpoint it finds -- it never resumes from a committed Kafka offset.
         self._wopts.sync = sync
         fmt = self._db.get(KEY_FORMAT)
-        if fmt is not None and bytes(fmt) != STORE_FORMAT:
+        if fmt is not None and bytes(fmt) not in READABLE_FORMATS:
             raise StateError(
-                f"state store {path}: format {bytes(fmt)!r}, this version reads {STORE_FORMAT!r}"
+                f"state store {path}: format {bytes(fmt)!r}, this version reads "
+                f"{[f.decode() for f in READABLE_FORMATS]}"
             )
-        table = self._db.get(KEY_RECORD_TABLE)
-        self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+        self._load()
 
     def _open(self) -> None:
         from rocksdict import Rdict
@@ -122,10 +152,59 @@ class RocksPartitionStore:
         from what is on disk (the last checkpoint that was written whole)."""
         if self._db is None:
             self._open()
-            table = self._db.get(KEY_RECORD_TABLE)
-            self.table = (
-                RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+            self._load()
+
+    def _load(self) -> None:
+        """The state on disk: the base, then every delta in order."""
+        table = self._db.get(KEY_RECORD_TABLE)
+        self.table = RecordTable.empty() if table is None else RecordTable.from_bytes(bytes(table))
+        res = self._db.get(KEY_RESERVOIRS)
+        self._reservoirs = None if res is None else bytes(res)
+        self._items = None  # the reservoirs' items by identity, when they split
+        self._deltas: list[int] = []
+        self._delta_bytes = 0
+        self._base_bytes = len(table or b"") + len(res or b"")
+        if self._reservoirs is not None:
+            with contextlib.suppress(StateError):  # an older serialization: the next
+                self._items = split(self._reservoirs)[1]  # checkpoint writes a base
+        seqs = []
+        it = self._db.iter()
+        it.seek(DELTA_PREFIX)
+        while it.valid() and bytes(it.key()).startswith(DELTA_PREFIX):
+            seqs.append((struct.unpack(">Q", bytes(it.key())[2:])[0], bytes(it.value())))
+            it.next()
+        del it
+        for seq, data in seqs:
+            self._apply_delta(seq, data)
+
+    def _apply_delta(self, seq: int, data: bytes) -> None:
+        where = f"state store {self.path}: checkpoint delta {seq}"
+        if self._items is None:
+            raise StateError(f"{where} has no base to apply to")
+        if len(data) < 4 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+            raise StateError(f"{where} is corrupt (checksum mismatch)")
+        try:
+            d = msgspec.msgpack.decode(data[:-4], type=CheckpointDelta)
+            items = patch(
+                self._items,
+                np.frombuffer(d.res_upserts, ITEM_DTYPE),
+                np.frombuffer(d.res_removed, identity_dtype(ITEM_DTYPE)),
             )
+            rows = patch(
+                self.table.rows(),
+                np.frombuffer(d.table_upserts, RecordTable.ROW),
+                np.frombuffer(d.table_removed, identity_dtype(RecordTable.ROW)),
+            )
+            sizes, nxt = RecordTable.parse_blocks(d.blocks)
+        except (msgspec.DecodeError, ValueError) as e:
+            raise StateError(f"{where} is corrupt ({e})") from None
+        res = join(d.res_head, items)
+        if zlib.crc32(res) != d.res_crc:
+            raise StateError(f"{where} does not give the state it was made from")
+        self._items, self._reservoirs = items, res
+        self.table = RecordTable.from_rows(rows, sizes, nxt)
+        self._deltas.append(seq)
+        self._delta_bytes += len(data)
 
     def verify(self) -> int:
         """Read every entry once (RocksDB checks each block's checksum on the way);
@@ -147,14 +226,13 @@ class RocksPartitionStore:
 
     def load_checkpoint(self) -> Checkpoint | None:
         self._ensure_open()
-        res = self._db.get(KEY_RESERVOIRS)
-        if res is None:
+        if self._reservoirs is None:
             return None
         off = self._db.get(KEY_NEXT_OFFSET)
         cnt = self._db.get(KEY_COUNTERS)
         if off is None or cnt is None:
             raise StateError(f"state store {self.path}: checkpoint is incomplete")
-        return Checkpoint(bytes(res), struct.unpack(">q", off)[0], orjson.loads(cnt))
+        return Checkpoint(self._reservoirs, struct.unpack(">q", off)[0], orjson.loads(cnt))
 
     def write_checkpoint(self, ckpt: Checkpoint, changes: RecordChanges) -> None:
         from rocksdict import WriteBatch
@@ -166,7 +244,7 @@ class RocksPartitionStore:
         plan = table.apply(
             changes.put_labels, changes.put_keys, n, changes.del_labels, changes.del_keys
         )
-        wb = WriteBatch(raw_mode=True)
+        wb = _SizedBatch(WriteBatch(raw_mode=True))
         if plan.new_block is not None:
             block = RecordColumns.empty()
             block.extend(changes.records)
@@ -175,19 +253,56 @@ class RocksPartitionStore:
             wb.put(_block_key(plan.new_block), block.to_block())
         for b in plan.dead:
             wb.delete(_block_key(b))
-        wb.put(KEY_RECORD_TABLE, table.to_bytes())
-        wb.put(KEY_RESERVOIRS, ckpt.reservoirs)
+        try:
+            head, items = split(ckpt.reservoirs)
+        except StateError:
+            head, items = b"", None  # not splittable (an older serialization): whole
+        deltas, delta_bytes = list(self._deltas), self._delta_bytes
+        if (
+            items is None
+            or self._items is None
+            or delta_bytes >= self._base_bytes
+            or len(deltas) >= MAX_DELTAS
+        ):  # a new base; the deltas before it go
+            base = table.to_bytes()
+            wb.put(KEY_RECORD_TABLE, base)
+            wb.put(KEY_RESERVOIRS, ckpt.reservoirs)
+            for seq in deltas:
+                wb.delete(_delta_key(seq))
+            deltas, delta_bytes = [], 0
+            base_bytes = len(base) + len(ckpt.reservoirs)
+        else:
+            res_up, res_gone = diff(self._items, items)
+            tab_up, tab_gone = diff(self.table.rows(), table.rows())
+            data = msgspec.msgpack.encode(
+                CheckpointDelta(
+                    head,
+                    zlib.crc32(ckpt.reservoirs),
+                    res_up.tobytes(),
+                    res_gone.tobytes(),
+                    table.blocks_bytes(),
+                    tab_up.tobytes(),
+                    tab_gone.tobytes(),
+                )
+            )
+            data += struct.pack("<I", zlib.crc32(data))
+            seq = deltas[-1] + 1 if deltas else 0
+            wb.put(_delta_key(seq), data)
+            deltas, delta_bytes = [*deltas, seq], delta_bytes + len(data)
+            base_bytes = self._base_bytes
         wb.put(KEY_NEXT_OFFSET, struct.pack(">q", ckpt.next_offset))
         wb.put(KEY_COUNTERS, orjson.dumps(ckpt.counters))
         wb.put(KEY_FORMAT, STORE_FORMAT)
         try:
-            self._db.write(wb, self._wopts)
+            self._db.write(wb.batch, self._wopts)
         except Exception:
             # RocksDB refuses every later write after this (until reopened): close now,
             # reopen at the next attempt (_ensure_open); the batch is all or nothing
             self._close_quietly()
             raise
-        self.table = table
+        self.table, self._reservoirs, self._items = table, ckpt.reservoirs, items
+        self._deltas, self._delta_bytes, self._base_bytes = deltas, delta_bytes, base_bytes
+        self.last_write_bytes = wb.size  # what this checkpoint wrote (keys and values)
 
     def _close_quietly(self) -> None:
         db, self._db = self._db, None
@@ -246,5 +361,24 @@ class RocksPartitionStore:
             self._db = None
 
 
+class _SizedBatch:
+    """A RocksDB write batch that counts the bytes put into it."""
+
+    def __init__(self, batch) -> None:
+        self.batch, self.size = batch, 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.batch.put(key, value)
+        self.size += len(key) + len(value)
+
+    def delete(self, key: bytes) -> None:
+        self.batch.delete(key)
+        self.size += len(key)
+
+
 def _block_key(b: int) -> bytes:
     return BLOCK_PREFIX + struct.pack(">Q", b)
+
+
+def _delta_key(seq: int) -> bytes:
+    return DELTA_PREFIX + struct.pack(">Q", seq)

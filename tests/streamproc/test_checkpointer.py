@@ -360,22 +360,26 @@ def test_snapshots_build_beside_ingestion_one_at_a_time(tmp_path: Path) -> None:
     release, entered = threading.Event(), threading.Event()
     real_build = loop.publisher.build
 
-    def slow_build(held, drift_report=None):
+    exported = []
+
+    def slow_build(held, drift_report=None, shards=()):
+        exported.append(len(shards))  # taken on the calling (ingest) thread
         entered.set()
         assert release.wait(30)  # the test decides when the build may finish
-        return real_build(held, drift_report)
+        return real_build(held, drift_report, shards)
 
     loop.publisher.build = slow_build
     loop._snapshot_safely()
     assert entered.wait(30)
-    assert loop.publisher.stats.shards == 1  # exported on the calling (ingest) thread
+    assert exported == [1]
     loop._process(0, _raw(_events(40, 20)), 2_001.0)  # ingestion goes on meanwhile
     assert loop.processors[0].next_offset == 60
     loop._snapshot_safely()  # the previous build still runs: skipped
     assert loop.metrics.snapshots_skipped._value.get() == 1
-    assert loop.publisher.stats.shards == 1
+    assert exported == [1]
     release.set()
     loop._join_build()
+    assert loop.publisher.stats.shards == 1  # written by the build thread
     assert len(loop.publisher.stats.snapshots) == 1
     # the manifest reaches the ingest thread through a queue (drift reference)
     assert not loop._published_manifests.empty()
