@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import ConfigError
+from .strata import water_fill
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class QuotaPolicy:
             ``max_labels``; ``"label"`` maps it to ``overflow_label``.
         overflow_label: name of the catch-all label used by ``on_overflow="label"``.
         per_label: optional ``{label: (min, max)}`` overrides.
+        substrata: the sub-strata grid's :attr:`~sampler.strata.Grid.spec` (``""``: off).
+            Labels are then split into sub-strata (:mod:`sampler.strata`): every
+            bound above applies to a label, whose capacity is water-filled over its
+            cells; ``max_labels`` then counts strata (label, cell), and ``global_cap``
+            must hold ``max_labels`` more items than the floors (one per stratum).
     """
 
     min_capacity: int = 200
@@ -63,6 +69,7 @@ class QuotaPolicy:
     on_overflow: Literal["error", "label"] = "error"
     overflow_label: str = "__overflow__"
     per_label: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    substrata: str = ""
 
     def __post_init__(self) -> None:
         def need(name: str, value: object, low: int) -> None:
@@ -84,6 +91,10 @@ class QuotaPolicy:
                 f"QuotaPolicy.boost_capacity ({self.boost_capacity}) is below "
                 f"max_capacity ({self.max_capacity})"
             )
+        if not isinstance(self.substrata, str):
+            raise ConfigError(
+                f"QuotaPolicy.substrata must be a grid spec ('' = off), got {self.substrata!r}"
+            )
         if self.on_overflow not in ("error", "label"):
             raise ConfigError(
                 f"QuotaPolicy.on_overflow must be 'error' or 'label', got {self.on_overflow!r}"
@@ -101,6 +112,8 @@ class QuotaPolicy:
                 )
         floors = sum(b[0] for b in self.per_label.values())
         floors += (self.max_labels - len(self.per_label)) * self.min_capacity
+        if self.substrata:  # one item per stratum besides its label's floor
+            floors += self.max_labels
         if floors > self.global_cap:
             raise ConfigError(
                 f"QuotaPolicy.global_cap ({self.global_cap}) cannot hold the floors of "
@@ -139,19 +152,7 @@ class QuotaPolicy:
         self, low: np.ndarray, high: np.ndarray, demand: np.ndarray | None = None
     ) -> np.ndarray:
         """:meth:`allocate` on aligned arrays of floors, ceilings and demands."""
-        need = high if demand is None else np.minimum(demand, high)
-
-        def total(level: int) -> int:
-            return int(np.minimum(need, np.clip(level, low, high)).sum())
-
-        lo_level, hi_level = 0, int(high.max(initial=0))
-        while lo_level < hi_level:  # largest level with total(level) <= global_cap
-            mid = (lo_level + hi_level + 1) // 2
-            if total(mid) <= self.global_cap:
-                lo_level = mid
-            else:
-                hi_level = mid - 1
-        return np.clip(lo_level, low, high).astype(np.int64)
+        return water_fill(low, high, demand, self.global_cap)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "per_label"}

@@ -43,6 +43,7 @@ from .hashing import name_salt
 from .merge import merge_reservoirs
 from .quota import QuotaPolicy
 from .serialization import dump, load
+from .strata import group_of, water_fill
 
 
 @dataclass(frozen=True)
@@ -207,15 +208,31 @@ class LabelReservoirs:
         self._relayout(self._allocation())
 
     def _allocation(self) -> np.ndarray:
-        """Capacities water-filled on demand: the events each label has seen so far."""
+        """Capacities water-filled on demand: the events each label has seen so far (with
+        sub-strata: per label, then over the label's cells, :mod:`sampler.strata`)."""
         caps = np.zeros(self.policy.max_labels, dtype=np.int64)
         ids = np.array([i for i, n in enumerate(self.names) if n is not None], np.int64)
-        if ids.shape[0]:
+        if not ids.shape[0]:
+            return caps
+        if not self.policy.substrata:
             b = np.array(
                 [self.policy.bounds(self.names[i], self.names[i] in self.boosted) for i in ids],
                 dtype=np.int64,
             )
             caps[ids] = self.policy.allocate_arrays(b[:, 0], b[:, 1], self._seen[ids])
+            return caps
+        groups = sorted({group_of(self.names[i]) for i in ids})
+        gi = np.searchsorted(groups, [group_of(self.names[i]) for i in ids])
+        b = np.array([self.policy.bounds(g, g in self.boosted) for g in groups], np.int64)
+        demand = np.bincount(gi, weights=self._seen[ids], minlength=len(groups)).astype(np.int64)
+        # every stratum keeps at least one item: that headroom comes off the labels' share,
+        # so the total stays within global_cap (QuotaPolicy checks that it fits)
+        gcap = water_fill(b[:, 0], b[:, 1], demand, self.policy.global_cap - ids.shape[0])
+        for g in range(len(groups)):
+            m = ids[gi == g]
+            total = int(gcap[g])
+            one = np.ones(m.shape[0], np.int64)
+            caps[m] = water_fill(one, np.full(m.shape[0], total), self._seen[m], total)
         return caps
 
     def _shrink_to_demand(self) -> None:
@@ -226,7 +243,7 @@ class LabelReservoirs:
         does the layout move (the evictions join the pending result).
         """
         used = int(np.minimum(self._seen, self._cap).sum())
-        if used <= self.policy.global_cap:
+        if used <= self.policy.global_cap and not self.policy.substrata:
             return  # the current level still fits, and a level never rises with demand
         new = self._allocation()
         if np.array_equal(new, self._cap):

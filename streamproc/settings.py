@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampler import EVAL_LABEL, QuotaPolicy
+from sampler import EVAL_LABEL, Grid, QuotaPolicy
 from stratastream.errors import ConfigError
 
 
@@ -77,6 +77,7 @@ class SamplerSection:
     seed: int
     multilabel: str
     eval_fraction: float = 0.0
+    substrata: Grid | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,11 @@ class Settings:
     global_cap: int = 100_000
     max_labels: int = 256
     on_label_overflow: str = "label"
+    # sub-strata inside a label (off when empty): a grid over these features (names or
+    # indexes) cut at substrata_edges; a label's capacity is shared over its cells, and
+    # max_labels then counts (label, cell) strata
+    substrata_features: list[str] = field(default_factory=list)
+    substrata_edges: list[str] = field(default_factory=list)
     # share of events (by a hash of the event key) kept out of training in a uniform,
     # natural-mix evaluation reservoir published beside each snapshot; 0 turns it off
     # data quality of each snapshot's training rows (streamproc/snapshot/quality.py):
@@ -442,6 +448,7 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 0 (0: off), got {v!r}")
         if self.dq_min_rows < 3:
             raise ConfigError(f"dq_min_rows: must be >= 3, got {self.dq_min_rows!r}")
+        self.substrata_grid  # noqa: B018 - validates the sub-strata settings
         if not 0 <= self.annotation_budget_per_hour < math.inf:
             raise ConfigError(
                 "annotation_budget_per_hour: must be >= 0 (0: off), got "
@@ -498,6 +505,32 @@ class Settings:
             raise ConfigError(
                 "pii_key: set STRATA_PII_KEY (>= 16 characters) when PII fields are configured"
             )
+
+    @property
+    def substrata_grid(self) -> Grid | None:
+        """The sub-strata grid, or None when off (validated: names the bad value)."""
+        if not self.substrata_features and not self.substrata_edges:
+            return None
+        if not self.substrata_features or not self.substrata_edges:
+            raise ConfigError(
+                "substrata_features, substrata_edges: give both (features to cut, and where)"
+            )
+        names = self.features
+        idx = []
+        for f in self.substrata_features:
+            if f in names:
+                idx.append(names.index(f))
+            elif f.isdigit() and int(f) < len(names):
+                idx.append(int(f))
+            else:
+                raise ConfigError(f"substrata_features: {f!r} is not one of the features {names}")
+        try:
+            edges = tuple(float(e) for e in self.substrata_edges)
+        except ValueError:
+            raise ConfigError(
+                f"substrata_edges: expected numbers, got {self.substrata_edges!r}"
+            ) from None
+        return Grid(tuple(idx), edges)
 
     @property
     def features(self) -> list[str]:
@@ -563,6 +596,7 @@ class Settings:
                 global_cap=self.global_cap,
                 max_labels=self.max_labels,
                 on_overflow=self.on_label_overflow,
+                substrata=self.substrata_grid.spec if self.substrata_grid else "",
                 per_label=(
                     {EVAL_LABEL: (self.eval_capacity, self.eval_capacity)}
                     if self.eval_fraction > 0
@@ -574,6 +608,7 @@ class Settings:
             self.sampler_seed,
             self.multilabel,
             self.eval_fraction,
+            self.substrata_grid,
         )
 
     @property

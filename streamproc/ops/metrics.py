@@ -301,6 +301,13 @@ class WorkerMetrics:
             ["label", "kind"],
             registry=r,
         )
+        self.substrata_cells = Gauge(
+            "strata_substrata_cells",
+            "Sub-strata (feature-grid cells) of a label in the latest snapshot: with events "
+            "(kind=seen) and with retained rows (kind=retained)",
+            ["label", "kind"],
+            registry=r,
+        )
         self.relabel_queued = Counter(
             "strata_relabel_queued", "Items sent to the relabel topic", ["reason"], registry=r
         )
@@ -380,6 +387,16 @@ class WorkerMetrics:
         for label, kinds in per_label.items():
             for kind, n in kinds.items():
                 self.quality_flagged.labels(self.bounded(label), kind).inc(n)
+
+    def set_substrata(self, strata: dict[str, dict[str, dict[str, int]]]) -> None:
+        """Cells per label in the latest snapshot (manifest ``sampler["strata"]``)."""
+        self.substrata_cells.clear()
+        for label, cells in strata.items():
+            lab = self.bounded(label)
+            self.substrata_cells.labels(lab, "seen").inc(len(cells))
+            self.substrata_cells.labels(lab, "retained").inc(
+                sum(1 for c in cells.values() if c.get("retained", 0) > 0)
+            )
 
     def mark_progress(self) -> None:
         self.progress_at.set(time.time())

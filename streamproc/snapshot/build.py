@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sampler import EVAL_LABEL, LabelReservoirs, balance_ratio
+from sampler import EVAL_LABEL, LabelReservoirs, balance_ratio, by_label, group_of
 from snapshot_format import (
     SnapshotFormatError,
     SnapshotManifest,
@@ -138,7 +138,8 @@ def build_snapshot(
         keep = ~pc.is_in(cols["id"], value_set=pa.array(sorted(exclude_ids))).to_numpy(
             zero_copy_only=False
         )
-    names = pa.array([n if n is not None else "" for n in merged.names], pa.string())
+    # a stratum's rows carry its label (sub-strata: sampler.strata)
+    names = pa.array([group_of(n) if n is not None else "" for n in merged.names], pa.string())
     dim = cols["features"].shape[1]
     eval_lid = merged.label_id(EVAL_LABEL) if EVAL_LABEL in merged.labels else -1
     is_eval = it.labels == eval_lid
@@ -162,7 +163,8 @@ def build_snapshot(
     for kind, mask in (("duplicates", dup), ("outliers", out)):
         ids, cnt = np.unique(it.labels[mask], return_counts=True)
         for i, c in zip(ids.tolist(), cnt.tolist(), strict=True):
-            per_label.setdefault(merged.names[i], {"duplicates": 0, "outliers": 0})[kind] = c
+            q = per_label.setdefault(group_of(merged.names[i]), {"duplicates": 0, "outliers": 0})
+            q[kind] += c
     if qc.exclude:
         keep = keep & ~(flagged & ~is_eval)
 
@@ -206,12 +208,14 @@ def build_snapshot(
     if parent == version:
         return None
     counts = np.bincount(lab, minlength=len(merged.names)) if lab.size else []
-    retained = {n: 0 for n in merged.labels if n != EVAL_LABEL}
+    by_stratum = {n: 0 for n in merged.labels if n != EVAL_LABEL}
     for i, c in enumerate(np.asarray(counts).tolist()):
         if c:
-            retained[merged.names[i]] = int(c)
+            by_stratum[merged.names[i]] = int(c)
+    retained = by_label(by_stratum)
     counters, eval_seen = split_counters(counters)
-    seen = {n: v for n, v in merged.seen_counts().items() if n != EVAL_LABEL}
+    seen_strata = {n: v for n, v in merged.seen_counts().items() if n != EVAL_LABEL}
+    seen = by_label(seen_strata)
     overflow = merged.policy.overflow_label
     for n, v in eval_seen.items():
         # a label whose events all went to the evaluation slice has no reservoir; once
@@ -251,12 +255,22 @@ def build_snapshot(
             "half_life": merged.half_life,
             "seed": merged.seed,
             "policy": merged.policy.to_dict(),
+            **({"strata": _strata(seen_strata, by_stratum)} if merged.policy.substrata else {}),
         },
     )
     install_version(store, version, data, manifest.to_json(), eval_data)
     write_latest(store, version)
     apply_retention(store, retention)
     return manifest
+
+
+def _strata(seen: dict[str, int], retained: dict[str, int]) -> dict:
+    """Per label and cell: events seen and rows retained (sub-strata)."""
+    out: dict[str, dict] = {}
+    for name, n in sorted(seen.items()):
+        cell = name[len(group_of(name)) + 1 :] or "-"
+        out.setdefault(group_of(name), {})[cell] = {"seen": n, "retained": retained.get(name, 0)}
+    return out
 
 
 def _event_balance(table, labels: list[str]) -> float:

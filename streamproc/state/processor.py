@@ -21,8 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from sampler import EVAL_LABEL, LabelReservoirs, LabelRows, QuotaPolicy, eval_mask, expand_labels
-from stratastream.errors import LabelOverflowError
+from sampler import (
+    EVAL_LABEL,
+    Grid,
+    LabelReservoirs,
+    LabelRows,
+    QuotaPolicy,
+    eval_mask,
+    expand_labels,
+    group_of,
+    stratum_name,
+)
+from stratastream.errors import ConfigError, LabelOverflowError
 from streamproc.decode.columns import pack
 from streamproc.decode.decoding import decode_batch
 from streamproc.decode.events import DecodedBatch, Limits, Reject
@@ -43,6 +53,12 @@ class SamplerConfig:
     # share of events kept out of training in the evaluation reservoir (label EVAL_LABEL,
     # whose capacity the policy sets with a per_label override); 0 turns it off
     eval_fraction: float = 0.0
+    # sub-strata inside a label (sampler.strata): the policy must say substrata=True
+    substrata: Grid | None = None
+
+    def __post_init__(self) -> None:
+        if (self.substrata.spec if self.substrata else "") != self.policy.substrata:
+            raise ConfigError("substrata: the grid and QuotaPolicy.substrata (its spec) must agree")
 
     def new(self) -> LabelReservoirs:
         return LabelReservoirs(self.policy, self.mode, self.half_life, self.seed)
@@ -233,20 +249,41 @@ class PartitionProcessor:
                     vocab_ids[i] = self.reservoirs.encode([name])[0]
         return vocab_ids
 
+    def _stratum_ids(self, b: DecodedBatch) -> np.ndarray:
+        """Per label entry: the id of its stratum (the label and the event's cell), -1
+        where refused (the reserved label, or beyond max_labels under ``error``)."""
+        grid = self.sampler.substrata
+        if not b.label_codes.size:
+            return np.zeros(0, np.int32)
+        row_of = np.repeat(np.arange(len(b)), np.diff(b.label_offsets))
+        pair = b.label_codes.astype(np.int64) * grid.n_cells + grid.cells(b.features)[row_of]
+        uniq, inv = np.unique(pair, return_inverse=True)  # a few strata, not n
+        out = np.full(uniq.shape[0], -1, np.int32)
+        for i, u in enumerate(uniq.tolist()):
+            label = b.label_vocab[u // grid.n_cells]
+            if label != EVAL_LABEL:
+                with contextlib.suppress(LabelOverflowError):
+                    out[i] = self.reservoirs.encode([stratum_name(label, u % grid.n_cells)])[0]
+        return out[inv.reshape(-1)]
+
     def _apply(self, b: DecodedBatch) -> int:
         """Sample the batch; the number of its rows refused (label overflow)."""
         n = len(b)
         if n == 0:
             return 0
-        vocab_ids = self._label_ids(b)
-        ids = vocab_ids[b.label_codes] if b.label_codes.size else np.zeros(0, np.int32)
+        if self.sampler.substrata is not None:
+            ids = self._stratum_ids(b)
+        else:
+            vocab_ids = self._label_ids(b)
+            ids = vocab_ids[b.label_codes] if b.label_codes.size else np.zeros(0, np.int32)
         refused = np.zeros(n, bool)
         if (ids < 0).any():
             row_of = np.repeat(np.arange(n), np.diff(b.label_offsets))
             refused[row_of[ids < 0]] = True
             cap = self.reservoirs.policy.max_labels
             for i in np.flatnonzero(refused).tolist():
-                why = f"label: more than max_labels={cap} distinct labels (on_label_overflow=error)"
+                what = "(label, cell) strata" if self.sampler.substrata else "distinct labels"
+                why = f"label: more than max_labels={cap} {what} (on_label_overflow=error)"
                 if EVAL_LABEL in b.labels_of(i):
                     why = f"label: {EVAL_LABEL!r} is reserved for the evaluation slice"
                 row = orjson.dumps({"id": b.ids[i], "labels": b.labels_of(i)})
@@ -292,7 +329,7 @@ class PartitionProcessor:
         names = self.reservoirs.names
         counts = np.bincount(rows.labels[in_eval], minlength=len(names))
         for lid in np.flatnonzero(counts).tolist():
-            key = f"{EVAL_SEEN_PREFIX}{names[lid]}"
+            key = f"{EVAL_SEEN_PREFIX}{group_of(names[lid])}"  # counted per label
             self.counters[key] = self.counters.get(key, 0) + int(counts[lid])
         events = np.unique(rows.event_index[in_eval])
         eval_id = int(self.reservoirs.encode([EVAL_LABEL])[0])
@@ -339,7 +376,8 @@ class PartitionProcessor:
     def boost(self, labels: list[str]) -> None:
         """Raise the quota of scarce labels (known to this partition); other labels may
         shrink, and the payloads of what they evict are deleted at the next checkpoint."""
-        known = [x for x in labels if x in self.reservoirs.labels]
+        present = {group_of(n) for n in self.reservoirs.labels}  # labels, not strata
+        known = [x for x in labels if x in present]
         if known and not set(known) <= self.reservoirs.boosted:
             self._evict(self.reservoirs.boost(known))
             self.since_checkpoint += 1  # the new quotas must reach the next checkpoint

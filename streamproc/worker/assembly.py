@@ -55,7 +55,9 @@ def scrubber(d: DecodeSection) -> PiiScrubber | None:
 
 
 def sampler_config(s: SamplerSection) -> SamplerConfig:
-    return SamplerConfig(s.policy, s.mode, s.half_life, s.seed, s.multilabel, s.eval_fraction)
+    return SamplerConfig(
+        s.policy, s.mode, s.half_life, s.seed, s.multilabel, s.eval_fraction, s.substrata
+    )
 
 
 def drift_config(d: DriftSection) -> DriftConfig:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from sampler import EVAL_LABEL
+from sampler import EVAL_LABEL, group_of
 from snapshot_format import clean_leftovers
 from streamproc.decode.messages import by_partition
 from streamproc.ops.health import ProgressTracker
@@ -641,7 +641,7 @@ class IngestLoop:
                 (r.capacities(), capacity),
             ):
                 for k, v in src.items():
-                    dst[k] += v
+                    dst[group_of(k)] += v  # a label's strata add up to the label
             eval_retained += retained.pop(EVAL_LABEL, 0)
             capacity.pop(EVAL_LABEL, None)
             eval_seen += seen.pop(EVAL_LABEL, 0)

@@ -113,6 +113,7 @@ class SnapshotPublisher:
                 manifest.stability_vs_parent,
             )
             self.metrics.set_quality((manifest.quality or {}).get("per_label", {}))
+            self.metrics.set_substrata(manifest.sampler.get("strata", {}))
         if self.on_published is not None:
             self.on_published(manifest)
         log.info(
