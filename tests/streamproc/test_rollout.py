@@ -148,3 +148,45 @@ def test_online_rollout_decides_on_scripted_feedback(deployment, tmp_path, case)
     code, pred = _call(w, "/predict", {"features": [0.0] * DIM, "event_id": "after"})
     assert code == 200 and pred["model"] == r.promoted().id
     assert w.stop() == 0
+
+
+def _judged(w, model: str) -> float:
+    with urllib.request.urlopen(w.url + "/metrics", timeout=5) as m:
+        for line in m.read().decode().splitlines():
+            if line.startswith(f'strata_online_judged{{model="{model}"}}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("how", ["stop", "kill9"])
+def test_rollout_scores_survive_a_worker_restart(deployment, tmp_path, how) -> None:
+    # a worse candidate in canary; feedback before a restart is not enough to decide,
+    # feedback after it is only together with what came before
+    reg = _models(tmp_path, 4.0, 0.0, "canary")
+    r = ModelRegistry(reg)
+    champ, cand = (e.id for e in r.list())
+    with r.lock():
+        r.start_rollout(cand, "canary", 0.5, "test")
+    env = hitl_env(deployment, TOKEN, reg, STRATA_ROLLOUT_MIN_JUDGED="60")
+    w = deployment.worker("rollout-a", **env)
+    w.wait_ready(90)
+    _scripted_feedback(w, 80, seed=2)  # ~40 judged per model: no decision yet
+    before = w.wait_until(lambda _s: _judged(w, champ) + _judged(w, cand) >= 80, 60,
+                          "the outcomes counted")  # fmt: skip
+    assert before and r.candidate() is not None
+    if how == "stop":
+        assert w.stop() == 0
+    else:
+        w.kill9()
+    w2 = deployment.worker("rollout-b", **env)
+    w2.wait_ready(90)
+    _scripted_feedback(w2, 80, seed=3)
+    dep_topic = env["STRATA_DEPLOYMENTS_TOPIC"]
+    deployed = read_topic(deployment.broker.bootstrap, dep_topic, expect=1, timeout=90)
+    assert [json.loads(m.value())["action"] for m in deployed] == ["rollback"]
+    assert r.candidate() is None
+    end = [h for h in r.history() if h["action"] == "rollout_end"][-1]
+    ev = end["evidence"]
+    assert ev["champion"]["judged"] + ev["candidate"]["judged"] >= 120  # both runs counted
+    assert w2.stop() == 0
