@@ -11,7 +11,9 @@ How (:meth:`Checkpointer.checkpoint`), for the partitions at hand:
 
 1. flush the producer: the dead letters of the offsets being checkpointed are durable.
    If records remain undelivered, stop here: nothing is written, nothing is committed,
-   the partitions keep their unsaved work and are tried again later.
+   the partitions keep their unsaved work and are tried again later. Dead letters the
+   broker refused are sent again first; while any stay refused, nothing is written
+   either, and the worker pauses and reports it like a failing disk (below).
 2. write each partition's RocksDB checkpoint (one atomic write batch each). A write that
    fails (a full or failing disk) is not a crash: the partitions written so far are
    committed, the others keep their work in memory, :attr:`Checkpointer.write_error`
@@ -86,6 +88,7 @@ class Checkpointer:
         self.write_error: str | None = None  # why the last state write failed (None: fine)
         self._backoff_s = 0.0
         self._retry_at = 0.0
+        self.dead_letters = None  # a DeadLetterSink: refused dead letters block checkpoints
 
     # ------------------------------------------------------------ when
     def due(self, proc) -> bool:
@@ -139,7 +142,10 @@ class Checkpointer:
         if not procs:
             return True
         t = time.perf_counter()
+        sink = self.dead_letters
         try:
+            if sink is not None and sink.failed:
+                log.info("sending %d refused dead letter(s) again", sink.retry_failed())
             remaining = self.producer.flush(FLUSH_TIMEOUT_S)  # (1)
         except Exception as e:  # noqa: BLE001 - any producer failure means "not durable"
             log.error("producer flush failed, not checkpointing: %s", e)
@@ -154,6 +160,12 @@ class Checkpointer:
                 "some" if remaining < 0 else remaining,
                 sorted(p.partition for p in procs),
             )
+            return False
+        if sink is not None and sink.failed:  # refused, not just late: wait, say why
+            self._write_failed(
+                RuntimeError(f"{len(sink.failed)} dead letter(s) refused by the broker: "
+                             f"{sink.error}"), procs, [], stage="dead_letters",
+            )  # fmt: skip
             return False
         written = []
         try:
@@ -176,17 +188,19 @@ class Checkpointer:
             self.observe_seconds(dt)
         return True
 
-    def _write_failed(self, e: BaseException, procs: list, written: list) -> None:
+    def _write_failed(
+        self, e: BaseException, procs: list, written: list, stage: str = "write"
+    ) -> None:
         self.stats.write_failures += 1
         self.stats.checkpoints += len(written)
         if self.on_failure is not None:
-            self.on_failure("write")
+            self.on_failure(stage)
         self._backoff_s = min(60.0, max(1.0, 2 * self._backoff_s))
         self._retry_at = self.clock() + self._backoff_s
         self.write_error = f"{type(e).__name__}: {e}"[:300]
         failed = sorted(p.partition for p in procs if p not in written)
         log.error(
-            "state write failed for partitions %s (%s); their work stays in memory, "
+            "checkpoint failed for partitions %s (%s); their work stays in memory, "
             "consumption pauses, retrying in %.0fs", failed, self.write_error, self._backoff_s,
         )  # fmt: skip
 

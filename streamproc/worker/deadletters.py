@@ -8,9 +8,17 @@ Under a PII policy the value and the reason are scrubbed like stored events
 (:meth:`~streamproc.decode.pii.PiiScrubber.dead_letter`) and a ``pii: scrubbed`` header
 says so: personal data does not reach the dead-letter topic in clear.
 
+No dead letter is lost to a broker outage: the worker's producer never expires a queued
+record (``message.timeout.ms = 0``), a full local queue makes :meth:`send` wait for room
+(ingestion waits with it) instead of failing, and a record the broker refuses is kept in
+:attr:`DeadLetterSink.failed` with the error: the checkpointer re-sends those before it
+flushes, and writes no checkpoint (so commits no offset) while any remain, which keeps
+the partitions' work in memory, pauses consumption and reports why.
+
 >>> class Producer:
 ...     def __init__(self): self.sent = []
-...     def produce(self, topic, value, key, headers): self.sent.append((topic, dict(headers)))
+...     def produce(self, topic, value, key, headers, on_delivery):
+...         self.sent.append((topic, dict(headers)))
 ...     def poll(self, timeout): pass
 >>> from streamproc.decode.events import Reject
 >>> p = Producer()
@@ -43,6 +51,37 @@ class DeadLetterSink:
         self.dlq_topic, self.source_topic = dlq_topic, source_topic
         self.counter = counter  # a labelled Prometheus counter (by reason category), or None
         self.by_reason: dict[str, int] = defaultdict(int)
+        self.failed: list[tuple] = []  # (value, key, headers) the broker refused
+        self.error: str | None = None  # the latest refusal
+
+    def _delivered(self, err, msg) -> None:
+        """Delivery report: a refused record is kept for :meth:`retry_failed`."""
+        if err is None:
+            return
+        self.failed.append((msg.value(), msg.key(), msg.headers()))
+        self.error = f"{err.name() if hasattr(err, 'name') else err}: {err}"
+        log.error("dead letter to %s not delivered (%s); kept, will be sent again",
+                  self.dlq_topic, self.error)  # fmt: skip
+
+    def _produce(self, value, key, headers) -> None:
+        waited = False
+        while True:
+            try:
+                self.producer.produce(self.dlq_topic, value, key=key, headers=headers,
+                                      on_delivery=self._delivered)  # fmt: skip
+                return
+            except BufferError:  # the local queue is full: the broker is slow or gone
+                if not waited:
+                    log.warning("dead-letter queue full; waiting for the broker")
+                    waited = True
+                self.producer.poll(0.5)
+
+    def retry_failed(self) -> int:
+        """Send again what the broker refused; the number re-sent."""
+        again, self.failed = self.failed, []
+        for value, key, headers in again:
+            self._produce(value, key, headers)
+        return len(again)
 
     def send(self, rejects: list[Reject]) -> None:
         topic = self.source_topic.encode()
@@ -67,12 +106,7 @@ class DeadLetterSink:
                 ("__connect.errors.exception.class.name", category.encode()),
                 ("__connect.errors.exception.message", reason.encode()),
             ]
-            self.producer.produce(
-                self.dlq_topic,
-                value,
-                key=part,
-                headers=[("reason", reason.encode()), *headers],
-            )
+            self._produce(value, part, [("reason", reason.encode()), *headers])
             self.by_reason[category] += 1
             if self.counter is not None:
                 self.counter.labels(category).inc()

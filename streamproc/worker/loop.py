@@ -87,7 +87,11 @@ def _kafka_consumer(bootstrap: str, group_id: str, max_message_bytes: int, extra
 def _kafka_producer(bootstrap: str, extra: dict):
     from confluent_kafka import Producer
 
-    return Producer({"linger.ms": 5, **extra, "bootstrap.servers": bootstrap})
+    # message.timeout.ms 0: a queued record (a dead letter) never expires, however long
+    # the broker is away; checkpoints wait for it (see deadletters)
+    return Producer(
+        {"linger.ms": 5, "message.timeout.ms": 0, **extra, "bootstrap.servers": bootstrap}
+    )
 
 
 class IngestLoop:
@@ -189,6 +193,7 @@ class IngestLoop:
             self.metrics.dead_lettered,
             scrubber(s.decode),
         )
+        self.checkpointer.dead_letters = self.dead_letters
         spot = (s.spot_check_topic, s.hitl_spot_check_fraction) if s.hitl_token else None
         self.publisher = SnapshotPublisher(
             s.snapshot,
@@ -523,7 +528,7 @@ class IngestLoop:
                 self._consumer.pause(owned)
             self._writes_paused = True
             self.health.set_problem(
-                "checkpoints", f"state writes fail ({err}); consumption paused, retrying"
+                "checkpoints", f"checkpoints fail ({err}); consumption paused, retrying"
             )
         elif self._writes_paused:
             owned = [tp for tp in self._consumer.assignment()

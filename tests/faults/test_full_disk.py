@@ -31,7 +31,7 @@ def test_a_full_disk_pauses_reports_and_resumes_without_loss(deployment, small_d
     def unhealthy_with_reason(_st) -> bool:
         code, body = health(w)
         last.update(code=code, body=body)
-        return code == 503 and any("state writes fail" in r for r in body["reasons"])
+        return code == 503 and any("checkpoints fail" in r for r in body["reasons"])
 
     w.wait_until(unhealthy_with_reason, 120, "503 naming the failing state writes")
     assert "No space left" in " ".join(last["body"]["reasons"]) or "space" in str(last)
