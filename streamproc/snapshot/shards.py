@@ -196,16 +196,20 @@ class ShardStore:
 
         self._call(f"writing {name}", put)
 
+    def _get(self, name: str) -> bytes | None:
+        """A remote object's bytes; None when it does not exist."""
+        fs, _ = self._remote()
+        try:
+            return self._call(f"reading {name}", lambda: fs.cat_file(name))
+        except FileNotFoundError:
+            return None
+
     def read(self, partition: int) -> Shard | None:
         if self.path is not None:
             return read_shard(self.path, partition)
-        fs, root = self._remote()
-        name = f"{root}/{shard_name(partition)}"
-        try:
-            data = self._call(f"reading {name}", lambda: fs.cat_file(name))
-        except FileNotFoundError:
-            return None
-        return decode_shard(data, f"{self.url}/{shard_name(partition)}")
+        _, root = self._remote()
+        data = self._get(f"{root}/{shard_name(partition)}")
+        return None if data is None else decode_shard(data, f"{self.url}/{shard_name(partition)}")
 
     def read_all(self) -> list[Shard]:
         if self.path is not None:
@@ -218,11 +222,9 @@ class ShardStore:
             return []
         out = []
         for name in names:
-            try:
-                data = self._call(f"reading {name}", lambda n=name: fs.cat_file(n))
-            except FileNotFoundError:  # removed since the listing (quarantined)
-                continue
-            out.append(decode_shard(data, name))
+            data = self._get(name)
+            if data is not None:  # else removed since the listing (quarantined)
+                out.append(decode_shard(data, name))
         return out
 
     def move_aside(self, partition: int, dest: Path) -> bool:
@@ -236,9 +238,8 @@ class ShardStore:
             return True
         fs, root = self._remote()
         name = f"{root}/{shard_name(partition)}"
-        try:
-            data = self._call(f"reading {name}", lambda: fs.cat_file(name))
-        except FileNotFoundError:
+        data = self._get(name)
+        if data is None:
             return False
         dest.mkdir(parents=True, exist_ok=True)
         (dest / shard_name(partition)).write_bytes(data)

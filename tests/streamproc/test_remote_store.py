@@ -79,3 +79,45 @@ def test_an_unwritable_store_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("a file where the store should be")
     with pytest.raises(RemoteStoreError, match=f"publishing {v} failed"):
         publish(f"file://{blocker}/snaps", local, v, retention=2)
+
+
+def test_a_remote_shard_store_writes_reads_and_moves_shards_aside(tmp_path: Path) -> None:
+    import numpy as np
+
+    from streamproc.snapshot.shards import Shard, ShardStore
+    from streamproc.state.records import RecordColumns
+
+    store = ShardStore.for_snapshots(tmp_path / "local", f"memory://shards-{time.time_ns()}/s")
+    assert store.remote and str(store).endswith("/s/shards")
+    assert store.read(0) is None and store.read_all() == []
+    for p in (0, 1):
+        store.write(Shard.of(p, 10 + p, {"events": p}, b"R", np.array([1]),
+                             np.array([9], np.uint64), RecordColumns.empty()))  # fmt: skip
+    assert [s.next_offset for s in store.read_all()] == [10, 11]
+    assert store.move_aside(1, tmp_path / "q") and (tmp_path / "q" / "p00001.shard").exists()
+    assert [s.partition for s in store.read_all()] == [0]
+    assert not store.move_aside(1, tmp_path / "q")
+
+
+def test_an_unreachable_shard_store_falls_back_to_the_local_state(tmp_path, monkeypatch) -> None:
+    from streamproc.snapshot import shards
+    from streamproc.state.processor import PartitionProcessor
+    from streamproc.worker.partitions import PartitionSet
+    from tests.faults.test_state_quarantine import CFG, LIM, MSGS, _feed
+
+    store = shards.ShardStore("s3://nowhere/shards")
+    parts = PartitionSet("events", tmp_path / "state", store,
+                         lambda p, st: PartitionProcessor("events", p, st, CFG, LIM))  # fmt: skip
+
+    def unreachable(self, partition):
+        raise shards.ShardStoreError("shard store s3://nowhere/shards: connection refused")
+
+    monkeypatch.setattr(shards.ShardStore, "read", unreachable)
+    proc = parts.open(0)
+    _feed(proc, MSGS[:500])
+    proc.checkpoint()
+    want = proc.reservoirs.to_bytes()
+    parts.release(0)
+    again = parts.open(0)  # the remote store is down: the local checkpoint, no quarantine
+    assert again.reservoirs.to_bytes() == want
+    assert not (tmp_path / "state" / "quarantine").exists()
