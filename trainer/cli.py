@@ -1,4 +1,4 @@
-"""``trainer``: train | follow | registry list|show|promote|rollback | predict."""
+"""``trainer``: train | follow | registry list|show|importance|promote|rollback | predict."""
 
 from __future__ import annotations
 
@@ -163,6 +163,9 @@ def cmd_registry(a: argparse.Namespace) -> int:
                 f"macro_f1={e.macro_f1:.4f}  trigger={e.meta['trigger']}{roll}"
             )
         return 0
+    if a.action == "importance":
+        print(importance_table(reg))
+        return 0
     if a.action == "rollback":
         with reg.lock():
             e = reg.rollback()
@@ -209,6 +212,25 @@ def cmd_registry(a: argparse.Namespace) -> int:
             reg.promote(a.model_id, "manual promotion")
         print(f"promoted {a.model_id}")
     return 0
+
+
+def importance_table(reg) -> str:
+    """Each model's global feature importance (mean |attribution|, as shares of its total),
+    one row per model, the promoted one marked with ``*``."""
+    entries = [e for e in reg.list() if e.meta.get("feature_importance")]
+    if not entries:
+        return "no model records feature importances"
+    names = list(dict.fromkeys(n for e in entries for n in e.meta["feature_importance"]))
+    cur = reg.promoted()
+    width = max(6, *(len(n) for n in names))
+    lines = ["  model            " + " ".join(f"{n:>{width}}" for n in names)]
+    for e in entries:
+        imp = e.meta["feature_importance"]
+        total = sum(imp.values()) or 1.0
+        mark = "*" if cur is not None and cur.id == e.id else " "
+        cells = " ".join(f"{imp.get(n, 0.0) / total:>{width}.3f}" for n in names)
+        lines.append(f"{mark} {e.id:<16} {cells}")
+    return "\n".join(lines)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -373,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("registry", help="list, show, promote, roll back or roll out models")
     common(r)
-    r.add_argument("action", choices=["list", "show", "promote", "rollback", "rollout",
-                                      "rollout-end", "candidate", "export-mlflow"])  # fmt: skip
+    r.add_argument("action", choices=["list", "show", "importance", "promote", "rollback",
+                                      "rollout", "rollout-end", "candidate", "export-mlflow"],
+                   help="importance: each model's feature importances, as shares")  # fmt: skip
     r.add_argument("model_id", nargs="?")
     r.add_argument("--mode", choices=["shadow", "canary"], default="canary",
                    help="rollout: shadow (answers recorded, never returned) or canary")  # fmt: skip

@@ -147,6 +147,11 @@ def test_online_rollout_decides_on_scripted_feedback(deployment, tmp_path, case)
     # after the decision every request is the new champion's
     code, pred = _call(w, "/predict", {"features": [0.0] * DIM, "event_id": "after"})
     assert code == 200 and pred["model"] == r.promoted().id
+    # explanations through the worker: attributions by feature name, for that model
+    x = MEANS[1].round(4).tolist()
+    code, pred = _call(w, "/predict", {"features": x, "event_id": "why", "explain": True})
+    assert code == 200 and set(pred["attributions"]) == {f"f{j}" for j in range(DIM)}
+    assert all(np.isfinite(v) for v in pred["attributions"].values())
     assert w.stop() == 0
 
 

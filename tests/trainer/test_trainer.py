@@ -450,6 +450,14 @@ def test_attributions_find_the_features_the_answer_depends_on(tmp_path: Path) ->
                              progress=False)  # fmt: skip
     assert set(out.entry.meta["feature_importance"]) == {"f0", "f1", "f2", "f3"}
     r = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "registry", "importance", "--registry",
+         str(tmp_path / "reg")], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    head, row = r.stdout.splitlines()[:2]
+    assert head.split()[1:] == ["f0", "f1", "f2", "f3"] and row.startswith(f"* {out.entry.id}")
+    assert abs(sum(float(x) for x in row.split()[2:]) - 1.0) < 0.01  # shares
+    r = subprocess.run(
         [sys.executable, "-m", "trainer.cli", "predict", "--registry", str(tmp_path / "reg"),
          "--explain"], input=json.dumps({"features": [1, 2, 3, 4]}),
         capture_output=True, text=True, timeout=120,
