@@ -18,7 +18,7 @@ from devtools.produce import produce_synthetic
 from devtools.supervise import WorkerProcess, processed_all
 from tests.conftest import health
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long_fault]
 
 
 def test_a_worker_without_partitions_says_why_and_recovers(tmp_path: Path) -> None:

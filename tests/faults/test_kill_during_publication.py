@@ -116,6 +116,7 @@ def registry_is_whole(reg: Path) -> list[str]:
     return ids
 
 
+@pytest.mark.long_fault
 def test_kill_loops_during_training_and_registry_writes(tmp_path: Path) -> None:
     store = tmp_path / "snaps"
     make_snapshot(store, 6_000, 4, seed=1, store=store, eval_fraction=0.05)

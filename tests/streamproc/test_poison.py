@@ -159,7 +159,7 @@ def test_dead_letters_are_scrubbed_with_headers_kept() -> None:
         def __init__(self) -> None:
             self.sent = []
 
-        def produce(self, topic, value, key, headers):
+        def produce(self, topic, value, key, headers, on_delivery=None):
             self.sent.append((value, dict(headers)))
 
         def poll(self, t):
