@@ -1,4 +1,5 @@
-"""``trainer``: train | follow | registry list|show|importance|promote|rollback | predict."""
+"""``trainer``: train | follow | review | registry list|show|importance|promote|rollback |
+predict."""
 
 from __future__ import annotations
 
@@ -214,6 +215,50 @@ def cmd_registry(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(a: argparse.Namespace) -> int:
+    """A scoring pass: the promoted model scores a snapshot; the rows it is least sure of
+    go to the annotate topic (:mod:`trainer.review`)."""
+    import time
+
+    from .data import load_snapshot
+    from .review import review_items
+    from .train import predict_proba
+
+    if a.budget <= 0:
+        raise TrainerError(f"review --budget: must be > 0, got {a.budget}")
+    reg = _registry(a.registry)
+    cur = reg.promoted()
+    if cur is None:
+        raise TrainerError(f"registry {a.registry}: no promoted model")
+    model, e = reg.load_model(cur.id)
+    data = load_snapshot(_store(a.snapshot_dir), a.version, label_names=list(e.label_names))
+    probs = predict_proba(model, data.features, "cpu", e.meta["config"]["multilabel"])
+    items = review_items(data, probs, e.id, a.budget, time.time())
+    if a.dry_run or not a.broker:
+        for it in items:
+            print(json.dumps(it))
+        return 0
+    from confluent_kafka import Producer
+
+    from stratastream.brokers import resolve_broker, wait_for_broker
+
+    kafka = _kafka_options(a.kafka_option)
+    bootstrap = resolve_broker(a.broker)
+    wait_for_broker(bootstrap, a.broker_timeout, kafka)
+    prod = Producer({**kafka, "bootstrap.servers": bootstrap})
+    for it in items:
+        prod.produce(a.topic, json.dumps(it).encode(), key=it["item_id"].encode())
+        prod.poll(0)
+    if prod.flush(60) > 0:
+        raise TrainerError(f"review: some items were not delivered to topic {a.topic!r}")
+    per_label: dict[str, int] = {}
+    for it in items:
+        per_label[it["label"]] = per_label.get(it["label"], 0) + 1
+    print(f"review of snapshot {data.version} by {e.id}: {len(items)} of {len(data.ids)} rows "
+          f"sent to {a.topic!r} {dict(sorted(per_label.items()))}")  # fmt: skip
+    return 0
+
+
 def importance_table(reg) -> str:
     """Each model's global feature importance (mean |attribution|, as shares of its total),
     one row per model, the promoted one marked with ``*``."""
@@ -392,6 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--metrics-bind", default=env("STRATA_WEB_BIND", "127.0.0.1"))
     f.set_defaults(fn=cmd_follow)
+
+    rv = sub.add_parser("review", help="score a snapshot with the promoted model; send the "
+                        "rows it is least sure of to annotators")  # fmt: skip
+    common(rv)
+    rv.add_argument("--snapshot-dir", default=env("STRATA_SNAPSHOT_DIR", "snapshots"))
+    rv.add_argument("--version", default=None, help="snapshot version (default: LATEST)")
+    rv.add_argument("--budget", type=float, default=20.0,
+                    help="expected rows sent per label in this pass")  # fmt: skip
+    rv.add_argument("--broker", default=env("STRATA_BROKER"),
+                    help="kafka://host:port or 'embedded'; without: print the items")  # fmt: skip
+    rv.add_argument("--topic", default=env("STRATA_ANNOTATE_TOPIC", "annotate"))
+    rv.add_argument("--kafka-option", action="append",
+                    default=[x for x in env("STRATA_KAFKA_OPTIONS", "").split(";") if x.strip()],
+                    help="librdkafka setting key=value (repeatable)")  # fmt: skip
+    rv.add_argument("--broker-timeout", type=float, default=30.0)
+    rv.add_argument("--dry-run", action="store_true", help="print the items, send nothing")
+    rv.set_defaults(fn=cmd_review)
 
     r = sub.add_parser("registry", help="list, show, promote, roll back or roll out models")
     common(r)

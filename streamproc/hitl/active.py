@@ -123,21 +123,33 @@ def annotated_event(item: dict, annotation: dict) -> dict:
     >>> ev = annotated_event(item, {"label": "b", "annotator_id": "ann"})
     >>> ev["id"], ev["label"], ev["payload"]["selection_probability"]
     ('al-p1', 'b', 0.25)
+
+    An item of the trainer's scoring pass (``source: "review"``) is a row the reservoir
+    sampled: its annotation corrects that event, and keeps its weight:
+
+    >>> rv = annotated_event({**item, "source": "review", "event_id": "e9"},
+    ...                      {"label": "b", "annotator_id": "ann"})
+    >>> rv["id"], rv["relabel"], "selection_probability" in rv["payload"]
+    ('e9', True, False)
     """
+    payload = {
+        "source": "active-learning",
+        "item_id": item["item_id"],
+        "model": item["model"],
+        "predicted": item["predicted"],
+        "selection_probability": item["selection_probability"],
+        "annotator_id": annotation["annotator_id"],
+    }
+    if item.get("source") == "review":  # a sampled row under review: its weight stands
+        payload["source"] = "review"
+        payload["review_probability"] = payload.pop("selection_probability")
     return {
         "id": item.get("event_id") or f"al-{item['item_id']}",
         "ts": item["ts"],
         "label": annotation["label"],
         "features": item["features"],
         "relabel": item.get("event_id") is not None,
-        "payload": {
-            "source": "active-learning",
-            "item_id": item["item_id"],
-            "model": item["model"],
-            "predicted": item["predicted"],
-            "selection_probability": item["selection_probability"],
-            "annotator_id": annotation["annotator_id"],
-        },
+        "payload": payload,
     }
 
 
