@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sampler import LabelReservoirs
 from stratastream.errors import ConfigError, StateError
-from streamproc.snapshot.shards import ShardStore, ShardStoreError, shard_changes
+from streamproc.snapshot.shards import Shard, ShardStore, ShardStoreError, shard_changes
 from streamproc.state.dirlock import is_lock_error
 from streamproc.state.processor import PartitionProcessor
 from streamproc.state.store import Checkpoint, RocksPartitionStore
@@ -113,12 +114,8 @@ class PartitionSet:
         except BaseException:
             store.close()
             raise
-        try:
-            shard = self.shards.read(p)
-        except ShardStoreError as e:  # the local state is exact at its own offset: use it
-            log.warning("partition %d: %s; resuming from the local state", p, e)
-            shard = None
-        if shard is not None and shard.next_offset > (ckpt.next_offset if ckpt else 0):
+        shard = self._newer_shard(p, ckpt.next_offset if ckpt else 0)
+        if shard is not None:
             log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
             store.close()
             shutil.rmtree(path)
@@ -134,6 +131,36 @@ class PartitionSet:
             raise
         self.processors[p] = proc
         return proc
+
+    def _newer_shard(self, p: int, local_offset: int) -> Shard | None:
+        """The partition's shard when it is newer than the local state and whole. A shard
+        store that cannot be reached leaves the local state (exact at its own offset); a
+        shard that does not decode is set aside (quarantine), never a crash loop, and the
+        partition goes on from the local state or the log."""
+        try:
+            shard = self.shards.read(p)
+            if shard is None or shard.next_offset <= local_offset:
+                return None
+            LabelReservoirs.from_bytes(shard.reservoirs)  # checked before anything moves
+            shard_changes(shard)
+            return shard
+        except ShardStoreError as e:
+            log.warning("partition %d: %s; resuming from the local state", p, e)
+            return None
+        except Exception as e:  # noqa: BLE001 - a damaged or tampered shard: set it aside
+            dest = self.state_dir / "quarantine" / f"shard-{p:05d}-{time.strftime('%Y%m%dT%H%M%S')}"
+            why = f"{type(e).__name__}: {e}"
+            try:
+                self.shards.move_aside(p, dest)
+            except ShardStoreError as moved:
+                log.error("partition %d: could not set the shard aside: %s", p, moved)
+            log.error(
+                "partition %d: shard in %s unreadable (%s); set aside in %s, going on from "
+                "the local state and the log", p, self.shards, _short(why), dest,
+            )  # fmt: skip
+            if self.on_quarantine is not None:
+                self.on_quarantine(p, dest, why)
+            return None
 
     def release(self, p: int) -> PartitionProcessor | None:
         """Forget partition ``p`` and close its store (checkpoint it before)."""

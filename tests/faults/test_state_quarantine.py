@@ -130,3 +130,46 @@ def test_a_changed_sampler_configuration_is_not_quarantined(tmp_path: Path) -> N
         parts.open(0)
     assert not (tmp_path / "state" / "quarantine").exists()
     assert parts.store_path(0).exists()
+
+
+@pytest.mark.parametrize("how", ["garbage", "reservoirs"])
+def test_a_damaged_shard_is_set_aside_not_a_crash_loop(tmp_path: Path, how: str) -> None:
+    """A shard newer than the local state that does not decode (garbage bytes, or a
+    well-formed shard whose reservoirs fail their checksum) is moved to the quarantine;
+    the partition goes on from its local checkpoint, which then ends in the reference."""
+    import msgspec
+
+    from streamproc.snapshot.shards import decode_shard, encode_shard, shard_path
+
+    ref_bytes, ref_counters = _reference(tmp_path)
+    events = []
+    parts = PartitionSet(
+        "events", tmp_path / "state", ShardStore.for_snapshots(tmp_path / "snaps"),
+        lambda p, store: PartitionProcessor("events", p, store, CFG, LIM),
+        on_quarantine=lambda p, where, why: events.append((p, where, why)),
+    )  # fmt: skip
+    proc = parts.open(0)
+    _feed(proc, MSGS[:2_000])
+    proc.checkpoint()
+    shard = export_shard(0, proc.next_offset + 1_000, proc.counters, proc.reservoirs, proc.store)
+    parts.release(0)
+    path = shard_path(shard_dir(tmp_path / "snaps"), 0)
+    path.parent.mkdir(parents=True)
+    if how == "garbage":
+        path.write_bytes(b"\x93not a shard" * 50)
+    else:
+        bad = bytearray(shard.reservoirs)
+        bad[len(bad) // 2] ^= 0xFF
+        path.write_bytes(encode_shard(msgspec.structs.replace(shard, reservoirs=bytes(bad))))
+        with pytest.raises(Exception):  # noqa: B017 - the shard decodes; its state does not
+            from sampler import LabelReservoirs
+
+            LabelReservoirs.from_bytes(decode_shard(path.read_bytes(), "x").reservoirs)
+    proc = parts.open(0)  # no exception, no loop: the shard is set aside
+    assert proc.next_offset == 2_000  # the local checkpoint
+    assert not path.exists() and len(events) == 1
+    assert (events[0][1] / path.name).exists()  # kept for inspection
+    _feed(proc, MSGS)
+    proc.checkpoint()
+    assert proc.reservoirs.to_bytes() == ref_bytes and proc.counters == ref_counters
+    parts.release(0)
