@@ -74,15 +74,9 @@ def _damage(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-@pytest.mark.parametrize(
-    "how", ["current", "manifest", "sst_garbled", "sst_truncated", "sst_deleted"]
-)
-@pytest.mark.parametrize("with_shard", [False, True])
-def test_damaged_store_is_quarantined_and_rebuilt_identically(
-    tmp_path: Path, how: str, with_shard: bool
-) -> None:
-    ref_bytes, ref_counters = _reference(tmp_path)
-    events = []
+def _started(tmp_path: Path):
+    """(quarantine events, the partition set, partition 0 fed 2,000 events, checkpointed)."""
+    events: list = []
     parts = PartitionSet(
         "events", tmp_path / "state", ShardStore.for_snapshots(tmp_path / "snaps"),
         lambda p, store: PartitionProcessor("events", p, store, CFG, LIM),
@@ -91,6 +85,18 @@ def test_damaged_store_is_quarantined_and_rebuilt_identically(
     proc = parts.open(0)
     _feed(proc, MSGS[:2_000])
     proc.checkpoint()
+    return events, parts, proc
+
+
+@pytest.mark.parametrize(
+    "how", ["current", "manifest", "sst_garbled", "sst_truncated", "sst_deleted"]
+)
+@pytest.mark.parametrize("with_shard", [False, True])
+def test_damaged_store_is_quarantined_and_rebuilt_identically(
+    tmp_path: Path, how: str, with_shard: bool
+) -> None:
+    ref_bytes, ref_counters = _reference(tmp_path)
+    events, parts, proc = _started(tmp_path)
     if with_shard:  # what the worker publishes with every snapshot
         write_shard(
             shard_dir(tmp_path / "snaps"),
@@ -142,15 +148,7 @@ def test_a_damaged_shard_is_set_aside_not_a_crash_loop(tmp_path: Path, how: str)
     from streamproc.snapshot.shards import decode_shard, encode_shard, shard_path
 
     ref_bytes, ref_counters = _reference(tmp_path)
-    events = []
-    parts = PartitionSet(
-        "events", tmp_path / "state", ShardStore.for_snapshots(tmp_path / "snaps"),
-        lambda p, store: PartitionProcessor("events", p, store, CFG, LIM),
-        on_quarantine=lambda p, where, why: events.append((p, where, why)),
-    )  # fmt: skip
-    proc = parts.open(0)
-    _feed(proc, MSGS[:2_000])
-    proc.checkpoint()
+    events, parts, proc = _started(tmp_path)
     shard = export_shard(0, proc.next_offset + 1_000, proc.counters, proc.reservoirs, proc.store)
     parts.release(0)
     path = shard_path(shard_dir(tmp_path / "snaps"), 0)
