@@ -134,6 +134,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
             # one partition: one consumer decides rollouts (its table must match it)
             s.outcomes_topic: 1,
             s.deployments_topic: 1,
+            s.holds_topic: 1,  # one order of hold decisions, read whole by every worker
         },
         config=s.kafka_config(),
     )

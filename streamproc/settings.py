@@ -359,6 +359,9 @@ class Settings:
     annotation_budget_per_hour: float = 60.0
     outcomes_topic: str = "hitl-outcomes"
     deployments_topic: str = "deployments"
+    # items held out of snapshots for low annotator agreement, read by every worker (one
+    # partition: one order of decisions)
+    holds_topic: str = "hitl-holds"
     # a candidate (shadow or canary) is rolled back when the champion's online accuracy
     # is higher by more than rollout_margin with rollout_confidence, promoted when lower
     # by as much, after rollout_min_judged judged predictions each

@@ -132,7 +132,7 @@ def health(w) -> tuple[int, dict]:
 
 
 HITL_TOPICS = ("predictions", "feedback", "annotations", "relabel", "spot_check", "outcomes",
-               "deployments", "annotate")  # fmt: skip
+               "deployments", "annotate", "holds")  # fmt: skip
 
 
 def hitl_env(deployment: Deployment, token: str, registry: Path, **extra: str) -> dict[str, str]:
@@ -140,7 +140,7 @@ def hitl_env(deployment: Deployment, token: str, registry: Path, **extra: str) -
     for this deployment (two partitions, one for the single-decider ones)."""
     n = deployment.events
     names = {t: f"{n}-{t}" for t in HITL_TOPICS}
-    one = {"relabel", "spot_check", "outcomes", "deployments"}
+    one = {"relabel", "spot_check", "outcomes", "deployments", "holds"}
     deployment.broker.create_topics({v: 1 if t in one else 2 for t, v in names.items()})
     env = {f"STRATA_{t.upper()}_TOPIC": v for t, v in names.items()}
     return {**env, "STRATA_HITL_TOKEN": token, "STRATA_HITL_REGISTRY_DIR": str(registry),

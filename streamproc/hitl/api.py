@@ -46,6 +46,7 @@ import orjson
 from streamproc.hitl.active import Selector, annotated_event, next_query, take
 from streamproc.hitl.agreement import AnnotationBook
 from streamproc.hitl.auth import SERVICE, Credentials
+from streamproc.hitl.holds import hold_record
 from streamproc.hitl.joins import annotation_relabel, join_feedback
 from streamproc.hitl.predictor import Predictor
 from streamproc.hitl.ratelimit import TokenBucket
@@ -67,8 +68,10 @@ from streamproc.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: ANN001
-    """Register the endpoints and the agents on the worker's Faust app."""
+def install(app, settings: Settings, metrics, held_now=frozenset) -> None:  # noqa: ANN001
+    """Register the endpoints and the agents on the worker's Faust app. Holds (items of
+    low annotator agreement, left out of snapshots) go to ``holds_topic``, which every
+    worker reads (:mod:`streamproc.hitl.holds`); ``held_now()`` is what it read so far."""
     s = settings
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     predictions = app.topic(s.predictions_topic, partitions=s.hitl_partitions, **raw)
@@ -89,6 +92,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
     bucket = TokenBucket(s.hitl_rate_per_s, s.hitl_burst)
     credentials = Credentials.from_pairs(s.hitl_token, s.hitl_tokens)
     book = AnnotationBook()
+    # item -> {"annotations": {annotator: label}, "held": bool}, partitioned like the
+    # annotations: the one writer of an item's hold decides it (restored after a restart)
+    book_table = app.Table("hitl-annotation-book", partitions=s.hitl_partitions)
+    holds = app.topic(s.holds_topic, partitions=1, **raw)
 
     async def guarded(web, request, handler):
         endpoint = request.path
@@ -110,7 +117,10 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
         return web.json(out, status=status)
 
     async def durable(topic, key: str, value: dict) -> None:
-        fut = await topic.send(key=key.encode(), value=orjson.dumps(value))
+        await durable_raw(topic, key, orjson.dumps(value))
+
+    async def durable_raw(topic, key: str, value: bytes) -> None:
+        fut = await topic.send(key=key.encode(), value=value)
         await fut  # acknowledged by the broker before we answer
 
     async def do_predict(body: bytes, identity: str):
@@ -263,8 +273,18 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
                 await events.send(key=ev["id"].encode(), value=orjson.dumps(ev))
                 al_items[a["item_id"]] = {**item, "labelled": True}
                 metrics.annotate_labelled.labels(metrics.bounded(a["label"])).inc()
-            book.update(a["item_id"], a["annotator_id"], a["label"])
-            request = annotation_relabel(book, a["item_id"], s.hitl_agreement_bar, held)
+            iid = a["item_id"]
+            entry = book_table.get(iid) or {"annotations": {}, "held": False}
+            book.items[iid] = dict(entry["annotations"])
+            book.update(iid, a["annotator_id"], a["label"])
+            # held: by this table, or by the holds topic (the table may have lost its
+            # last writes in a restart on a broker that under-reports end offsets)
+            was = bool(entry["held"]) or iid in held_now()
+            held = {iid} if was else set()
+            request = annotation_relabel(book, iid, s.hitl_agreement_bar, held)
+            book_table[iid] = {"annotations": book.items[iid], "held": iid in held}
+            if (iid in held) != was:  # to every worker (they build snapshots)
+                await durable_raw(holds, iid, hold_record(iid, iid in held))
             if request is not None:
                 await relabel.send(key=a["item_id"].encode(), value=orjson.dumps(request))
                 metrics.relabel_queued.labels("low-agreement").inc()
@@ -309,6 +329,8 @@ def install(app, settings: Settings, metrics, held: set[str]) -> None:  # noqa: 
 
     @app.timer(10.0)
     async def export_kappas():
+        book.items = {k: dict(v["annotations"]) for k, v in book_table.items()}  # this
+        # worker's items
         for label, k in book.label_kappas().items():
             if np.isfinite(k):
                 metrics.annotation_kappa.labels(metrics.bounded(label)).set(k)

@@ -90,7 +90,15 @@ def create_app(settings: Settings, bootstrap: str, web_port: int = 6066) -> faus
 
     from streamproc.hitl.api import install
 
-    install(app, settings, loop.metrics, loop.held_items)
+    install(app, settings, loop.metrics, lambda: loop.held_items)
+    from streamproc.hitl.holds import HoldsReader
+
+    holds = HoldsReader(bootstrap, settings.holds_topic, settings.kafka_config("consumer"),
+                        lambda ids: setattr(loop, "held_items", ids))  # fmt: skip
+
+    @app.task
+    async def read_holds() -> None:
+        holds.start()
 
     @app.timer(settings.snapshot_every_s)
     async def snapshot_timer() -> None:

@@ -153,7 +153,9 @@ class IngestLoop:
             else None
         )
         self.health = ProgressTracker(settings.stall_timeout_s)
-        self.held_items: set[str] = set()  # item ids below the annotation-agreement bar
+        # item ids below the annotation-agreement bar, as every worker sees them (replaced
+        # whole by the web side, read here: a frozenset is never changed under a reader)
+        self.held_items: frozenset[str] = frozenset()
         self.summary: dict = {}  # per-label totals, replaced (not mutated) by the ingest thread
         self._summary_at = 0.0
         self._log_checks: dict[int, float] = {}  # partition -> when its first message is due

@@ -52,6 +52,7 @@ def hitl_worker(deployment, tmp_path: Path):
         "annotations": f"{n}-ann",
         "relabel": f"{n}-relabel",
         "spot": f"{n}-spot",
+        "holds": f"{n}-holds",
     }
     deployment.broker.create_topics(
         {
@@ -60,6 +61,7 @@ def hitl_worker(deployment, tmp_path: Path):
             topics["annotations"]: 4,
             topics["relabel"]: 1,
             topics["spot"]: 1,
+            topics["holds"]: 1,
         }
     )
     w = deployment.worker(
@@ -76,6 +78,7 @@ def hitl_worker(deployment, tmp_path: Path):
         STRATA_ANNOTATIONS_TOPIC=topics["annotations"],
         STRATA_RELABEL_TOPIC=topics["relabel"],
         STRATA_SPOT_CHECK_TOPIC=topics["spot"],
+        STRATA_HOLDS_TOPIC=topics["holds"],
     )
     w.wait_ready(90)
     return w, topics
@@ -305,3 +308,44 @@ def test_endpoints_are_guarded(hitl_worker) -> None:
     codes = [_call(w, "/feedback", {"prediction_id": "p", "vote": "up"}, token=f"guess-{i}")[0]
              for i in range(60)]  # fmt: skip
     assert codes[0] == 401 and 429 in codes
+
+
+def test_held_items_are_known_to_every_worker_and_survive_restarts(deployment, tmp_path) -> None:
+    """Annotations are handled by the worker that owns their partition; the hold they
+    cause must reach the other workers (any of them builds snapshots) and outlive the
+    workers (the annotations and holds are in Faust tables backed by changelogs)."""
+    from tests.conftest import hitl_env
+
+    env = hitl_env(deployment, TOKEN, tmp_path / "registry",
+                   STRATA_HITL_TOKENS=",".join(f"{a}={t}" for a, t in ANN.items()))  # fmt: skip
+    a = deployment.worker("hold-a", group="hold", state="hold-a", **env)
+    b = deployment.worker("hold-b", group="hold", state="hold-b", **env)
+    for w in (a, b):
+        w.wait_until(lambda s: bool(s["partitions"]), 120, "its partitions")
+    for ann, lab in (("a1", "cat"), ("a2", "dog")):  # posted to one worker only
+        assert _call(a, "/annotations", {"item_id": "item-x", "annotator_id": ann,
+                                         "label": lab}, token=ANN[ann])[0] == 202  # fmt: skip
+    for w in (a, b):
+        w.wait_until(lambda s: s["held_for_relabel"] == ["item-x"], 60, "item-x held")
+    a.stop()
+    b.stop()
+    c = deployment.worker("hold-c", group="hold", state="hold-c", **env)  # a new host
+    c.wait_until(lambda s: s["held_for_relabel"] == ["item-x"], 90, "the hold restored")
+    # three agreeing annotations release it (the hold came from the holds topic)
+    for ann in ("a3", "a4", "a5"):
+        assert _call(c, "/annotations", {"item_id": "item-x", "annotator_id": ann,
+                                         "label": "cat"}, token=ANN[ann])[0] == 202  # fmt: skip
+    c.wait_until(lambda s: s["held_for_relabel"] == [], 60, "item-x released")
+    # two annotators disagree on another item: held, through the new worker
+    for ann, lab in (("a1", "cat"), ("a2", "dog")):
+        assert _call(c, "/annotations", {"item_id": "item-y", "annotator_id": ann,
+                                         "label": lab}, token=ANN[ann])[0] == 202  # fmt: skip
+    c.wait_until(lambda s: s["held_for_relabel"] == ["item-y"], 60, "item-y held")
+    reqs = [
+        json.loads(m.value())
+        for m in read_topic(
+            deployment.broker.bootstrap, env["STRATA_RELABEL_TOPIC"], expect=2, timeout=30
+        )
+    ]
+    assert [r["item_id"] for r in reqs] == ["item-x", "item-y"]  # one request each
+    assert c.stop() == 0
