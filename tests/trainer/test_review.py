@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from snapshot_format import data_path, latest_version
+from snapshot_format import data_path, latest_version, read_manifest
 from tests.conftest import hitl_env, read_topic
 from tests.streamproc.test_active import _get
 from tests.streamproc.test_hitl import ANN, TOKEN, _call
@@ -56,9 +56,13 @@ def test_review_pass_reaches_annotators_and_corrects_the_event(deployment, tmp_p
     from devtools.supervise import processed_all
 
     reg = tmp_path / "registry"
+    # reservoirs large enough for every event: a corrected event is then always kept
+    # under its new label (with full ones it is kept when its draw passes that label's
+    # threshold, as any event of the label would be)
     env = hitl_env(deployment, TOKEN, reg,
                    STRATA_HITL_TOKENS=",".join(f"{a}={t}" for a, t in ANN.items()),
-                   STRATA_EVAL_FRACTION="0")  # fmt: skip
+                   STRATA_EVAL_FRACTION="0", STRATA_MAX_CAPACITY="5000",
+                   STRATA_BOOST_CAPACITY="5000")  # fmt: skip
     w = deployment.worker("review", **env)
     rep = produce_synthetic(deployment.broker.bootstrap, deployment.events, n=4_000,
                             n_labels=4, seed=6, progress=False)  # fmt: skip
@@ -80,6 +84,7 @@ def test_review_pass_reaches_annotators_and_corrects_the_event(deployment, tmp_p
     items = [json.loads(m.value()) for m in read_topic(deployment.broker.bootstrap, topic,
                                                        timeout=8)]  # fmt: skip
     assert 4 <= len(items) <= 40  # 5 expected per label, 4 labels
+    assert read_manifest(snaps, v).retained == read_manifest(snaps, v).seen  # none full
     t = pq.read_table(data_path(snaps, v)).to_pylist()
     rows = {row["id"]: row for row in t}
     assert all(it["source"] == "review" and it["event_id"] in rows for it in items)
@@ -91,17 +96,7 @@ def test_review_pass_reaches_annotators_and_corrects_the_event(deployment, tmp_p
             break
     assert sorted(i["item_id"] for i in got) == sorted(i["item_id"] for i in items)
     item = got[0]
-    # a correction moves the event to its new label's reservoir, where it is kept when its
-    # draw passes that label's threshold: choose a label whose reservoir is not full, where
-    # every event is kept
-    lab = w.status()["labels"]
-    open_labels = [
-        n
-        for n, c in lab["seen"].items()
-        if lab["retained_per_partition_sum"].get(n) == c and n != item["label"]
-    ]
-    assert open_labels, lab
-    new = open_labels[0]
+    new = next(n for n in ("label_00", "label_01", "label_02", "label_03") if n != item["label"])
     ann = next(iter(ANN))
     code, _ = _call(w, "/annotations", {"item_id": item["item_id"], "annotator_id": ann,
                                         "label": new}, token=ANN[ann])  # fmt: skip
