@@ -52,8 +52,9 @@ lint: install ## Ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test-faults: install system-deps ## All fault-injection tests (tests/faults/), the long ones too: kill -9 loops, scale-out, full disk, corrupt state, log rewinds
+test-faults: install system-deps ## All fault-injection tests (tests/faults/) and every long fault run elsewhere: kill -9 loops, scale-out, full disk, corrupt state, log rewinds
 	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest -m long_fault tests --ignore=tests/faults
 
 bench: install ## Run the benchmarks; results go to .run/bench/ (the tree stays clean)
 	$(BIN)/python -m benchmarks.run

@@ -164,7 +164,7 @@ def _judged(w, model: str) -> float:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("how", ["stop", "kill9"])
+@pytest.mark.parametrize("how", [pytest.param("stop", marks=pytest.mark.long_fault), "kill9"])
 def test_rollout_scores_survive_a_worker_restart(deployment, tmp_path, how) -> None:
     # a worse candidate in canary; feedback before a restart is not enough to decide,
     # feedback after it is only together with what came before
