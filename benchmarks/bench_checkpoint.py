@@ -48,12 +48,12 @@ def run(checkpoints: int = 60, between: int = 2_000) -> dict:
         rows = []
         offset = 20_000
         for _ in range(checkpoints):
-            before = store._delta_bytes
+            before = store.deltas[1]
             proc.process(_msgs(between, offset))
             offset += between
             proc.checkpoint()
             state = len(store.table.to_bytes()) + len(proc.reservoirs.to_bytes())
-            delta = store._delta_bytes - before if store._deltas else None
+            delta = store.deltas[1] - before if store.deltas[0] else None
             rows.append((store.last_write_bytes, delta, state))
         store.close()
     written = np.array([r[0] for r in rows], float)

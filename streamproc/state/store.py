@@ -352,6 +352,11 @@ class RocksPartitionStore:
         pos[np.concatenate(order)] = np.arange(where.shape[0])
         return out.take(pos)
 
+    @property
+    def deltas(self) -> tuple[int, int]:
+        """(deltas written since the last base, their bytes)."""
+        return len(self._deltas), self._delta_bytes
+
     def count_payloads(self) -> int:
         return len(self.table)
 

@@ -75,6 +75,7 @@ class Checkpointer:
         observe_seconds: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_failure: Callable[[str], None] | None = None,
+        dead_letters=None,  # a DeadLetterSink: refused dead letters block checkpoints
     ) -> None:
         self.policy = policy
         self.topic = topic
@@ -88,7 +89,7 @@ class Checkpointer:
         self.write_error: str | None = None  # why the last state write failed (None: fine)
         self._backoff_s = 0.0
         self._retry_at = 0.0
-        self.dead_letters = None  # a DeadLetterSink: refused dead letters block checkpoints
+        self.dead_letters = dead_letters
 
     # ------------------------------------------------------------ when
     def due(self, proc) -> bool:

@@ -179,6 +179,13 @@ class IngestLoop:
         s = self.settings
         self._producer = self._producer_factory()
         self._consumer = self._consumer_factory()
+        self.dead_letters = DeadLetterSink(
+            self._producer,
+            s.dlq_topic,
+            s.events_topic,
+            self.metrics.dead_lettered,
+            scrubber(s.decode),
+        )
         self.checkpointer = Checkpointer(
             s.checkpoint,
             s.events_topic,
@@ -187,15 +194,8 @@ class IngestLoop:
             on_committed=self._committed,
             observe_seconds=self.metrics.checkpoint_seconds.observe,
             on_failure=lambda stage: self.metrics.checkpoint_failures.labels(stage).inc(),
+            dead_letters=self.dead_letters,
         )
-        self.dead_letters = DeadLetterSink(
-            self._producer,
-            s.dlq_topic,
-            s.events_topic,
-            self.metrics.dead_lettered,
-            scrubber(s.decode),
-        )
-        self.checkpointer.dead_letters = self.dead_letters
         spot = (s.spot_check_topic, s.hitl_spot_check_fraction) if s.hitl_token else None
         self.publisher = SnapshotPublisher(
             s.snapshot,
@@ -422,9 +422,8 @@ class IngestLoop:
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         s = self.settings
-        local_shards = self.partitions.shards.path  # None when the shards are remote
-        for d in (s.snapshot_dir, *([local_shards] if local_shards else [])):  # what
-            # killed writers left
+        # what killed writers left (the shard directory too, when the shards are local)
+        for d in {s.snapshot_dir, self.partitions.shards.path or s.snapshot_dir}:
             if d.is_dir() and (n := clean_leftovers(d)):
                 log.info("removed %d leftover temporary file(s) from %s", n, d)
         if self.warm:

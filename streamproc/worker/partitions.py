@@ -27,7 +27,7 @@ from stratastream.errors import ConfigError, StateError
 from streamproc.snapshot.shards import Shard, ShardStore, ShardStoreError, shard_changes
 from streamproc.state.dirlock import is_lock_error
 from streamproc.state.processor import PartitionProcessor
-from streamproc.state.store import Checkpoint, RocksPartitionStore
+from streamproc.state.store import Checkpoint, RecordChanges, RocksPartitionStore
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,15 @@ class PartitionSet:
         except BaseException:
             store.close()
             raise
-        shard = self._newer_shard(p, ckpt.next_offset if ckpt else 0)
-        if shard is not None:
+        newer = self._newer_shard(p, ckpt.next_offset if ckpt else 0)
+        if newer is not None:
+            shard, changes = newer
             log.info("partition %d: restoring from shard at offset %d", p, shard.next_offset)
             store.close()
             shutil.rmtree(path)
             store = RocksPartitionStore(path, self.sync)
             store.write_checkpoint(
-                Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)),
-                shard_changes(shard),
+                Checkpoint(shard.reservoirs, shard.next_offset, dict(shard.counters)), changes
             )
         try:
             proc = self.open_processor(p, store)
@@ -132,8 +132,9 @@ class PartitionSet:
         self.processors[p] = proc
         return proc
 
-    def _newer_shard(self, p: int, local_offset: int) -> Shard | None:
-        """The partition's shard when it is newer than the local state and whole. A shard
+    def _newer_shard(self, p: int, local_offset: int) -> tuple[Shard, RecordChanges] | None:
+        """The partition's shard, and the record changes that load it, when it is newer
+        than the local state and whole. A shard
         store that cannot be reached leaves the local state (exact at its own offset); a
         shard that does not decode is set aside (quarantine), never a crash loop, and the
         partition goes on from the local state or the log."""
@@ -142,8 +143,7 @@ class PartitionSet:
             if shard is None or shard.next_offset <= local_offset:
                 return None
             LabelReservoirs.from_bytes(shard.reservoirs)  # checked before anything moves
-            shard_changes(shard)
-            return shard
+            return shard, shard_changes(shard)
         except ShardStoreError as e:
             log.warning("partition %d: %s; resuming from the local state", p, e)
             return None

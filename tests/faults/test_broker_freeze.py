@@ -94,10 +94,9 @@ def test_refused_dead_letters_block_checkpoints_until_delivered() -> None:
     from streamproc.decode.events import Reject
 
     prod, cons, now = _RefusingProducer(), _Consumer(), [0.0]
-    c = Checkpointer(CheckpointSection(None, False, 1000, 5.0, 1e9), "events", prod, cons,
-                     clock=lambda: now[0])  # fmt: skip
     sink = DeadLetterSink(prod, "events-dlq", "events")
-    c.dead_letters = sink
+    c = Checkpointer(CheckpointSection(None, False, 1000, 5.0, 1e9), "events", prod, cons,
+                     clock=lambda: now[0], dead_letters=sink)  # fmt: skip
     sink.send([Reject(0, 3, "json: bad", b"{"), Reject(0, 7, "json: bad", b"[")])
     proc = _Proc()
     assert c.checkpoint([proc]) is False  # refused: nothing written, nothing committed

@@ -43,7 +43,7 @@ def _state_on_disk(path: Path):
     try:
         s.verify()
         ck = s.load_checkpoint()
-        return ck, s.table.rows(), s.count_payloads(), len(s._deltas)
+        return ck, s.table.rows(), s.count_payloads(), s.deltas[0]
     finally:
         s.close()
 
@@ -104,7 +104,7 @@ def test_a_damaged_delta_is_refused(tmp_path: Path) -> None:
     for i in range(4):
         proc.process(_msgs(5_000, 5_000 * i))
         proc.checkpoint()
-    assert proc.store._deltas  # there is a delta to damage
+    assert proc.store.deltas[0]  # there is a delta to damage
     proc.store.close()
     opts = Options(raw_mode=True)
     db = Rdict(str(tmp_path / "p"), options=opts)
